@@ -1,0 +1,137 @@
+"""Kind-specific predicates: what a search filter means for one kind of entry.
+
+The directory layer resolves an LDAP filter for users or for groups into this
+small typed tree (attribute names, syntaxes, DNs and objectClass are already
+understood here), and the store compiles it to a SQL condition. The store never
+sees attribute names or DNs; the directory layer never sees SQL.
+
+Evaluation follows RFC 4511's three-valued logic. ``Const(None)`` is Undefined.
+A comparison on a field whose value is NULL is FALSE (the attribute is absent),
+so ``Negation`` of it is TRUE: compilers must handle NULL explicitly rather than
+rely on SQL's own NULL propagation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+# Columns a predicate may name. ``name`` is the account/group name (cn, uid),
+# compared case-insensitively unless ``case_exact``.
+UserField = Literal[
+    "name",
+    "uuid",
+    "uid_number",
+    "gid_number",
+    "display_name",
+    "given_name",
+    "surname",
+    "mail",
+    "home_directory",
+    "login_shell",
+    "gecos",
+    "created",
+    "modified",
+]
+GroupField = Literal["name", "uuid", "gid_number", "description", "created", "modified"]
+Field = UserField | GroupField
+Value = str | int | datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """TRUE, FALSE or Undefined (None) for every entry of the kind."""
+
+    value: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    items: tuple[Predicate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    items: tuple[Predicate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Negation:
+    item: Predicate
+
+
+@dataclass(frozen=True, slots=True)
+class FieldEquals:
+    field: Field
+    value: Value
+    case_exact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSubstrings:
+    """String fields only; pieces are matched in order, like SQL LIKE a%b%c."""
+
+    field: Field
+    initial: str | None
+    any: tuple[str, ...]
+    final: str | None
+    case_exact: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FieldCompare:
+    """``>=`` or ``<=`` in the field's own ordering (integers as integers)."""
+
+    field: Field
+    op: Literal[">=", "<="]
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPresent:
+    field: Field
+
+
+@dataclass(frozen=True, slots=True)
+class InGroup:
+    """Users: member of the group with this name (case-insensitive). memberOf."""
+
+    group_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class HasMember:
+    """Groups: has the account with this name (case-insensitive) as a member."""
+
+    account_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class HasAnyMember:
+    """Groups: has at least one member (``member=*``, ``memberUid=*``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InAnyGroup:
+    """Users: member of at least one group (``memberOf=*``)."""
+
+
+Predicate = (
+    Const
+    | AllOf
+    | AnyOf
+    | Negation
+    | FieldEquals
+    | FieldSubstrings
+    | FieldCompare
+    | FieldPresent
+    | InGroup
+    | HasMember
+    | HasAnyMember
+    | InAnyGroup
+)
+
+TRUE = Const(True)
+FALSE = Const(False)
+UNDEFINED = Const(None)
