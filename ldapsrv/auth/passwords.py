@@ -1,0 +1,87 @@
+"""Person passwords: bcrypt, without bcrypt's silent 72-byte truncation.
+
+bcrypt only reads the first 72 bytes of its input, so two long passphrases that
+share a prefix would verify against each other. Every password is therefore
+pre-hashed with SHA-256 (base64, 44 bytes) before bcrypt, and the stored hash is
+tagged with the scheme so that imported plain ``$2b$`` hashes keep working.
+These functions are CPU-bound and blocking: call them off the reactor thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import string
+
+import bcrypt
+
+SCHEME = "$bcrypt-sha256$"
+MAX_PASSWORD_BYTES = 4096
+_GENERATED_ALPHABET = string.ascii_letters + string.digits
+
+
+class PasswordRejected(ValueError):
+    """The password breaks a rule; the message says which (never the password)."""
+
+
+def _prehash(password: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha256(password).digest())
+
+
+def check_password_rules(password: bytes) -> None:
+    if not password:
+        raise PasswordRejected("password must not be empty")
+    if len(password) > MAX_PASSWORD_BYTES:
+        raise PasswordRejected(f"password is longer than {MAX_PASSWORD_BYTES} bytes")
+    try:
+        password.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PasswordRejected("password is not valid UTF-8") from exc
+
+
+def hash_password(password: bytes, cost: int) -> str:
+    check_password_rules(password)
+    hashed = bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds=cost))
+    return SCHEME + hashed.decode("ascii")
+
+
+# A fixed hash to check against when the account does not exist, so that a bind
+# for an unknown name costs the same as one with a wrong password.
+_DUMMY_HASH = SCHEME + bcrypt.hashpw(b"ldapsrv-dummy", bcrypt.gensalt(rounds=4)).decode()
+
+
+def verify_password(password: bytes, stored: str | None) -> bool:
+    """True when ``password`` matches ``stored``. Unknown schemes never match."""
+    if not password or len(password) > MAX_PASSWORD_BYTES:
+        return False
+    try:
+        if stored is None:
+            bcrypt.checkpw(_prehash(password), _DUMMY_HASH[len(SCHEME) :].encode())
+            return False
+        if stored.startswith(SCHEME):
+            return bcrypt.checkpw(_prehash(password), stored[len(SCHEME) :].encode("ascii"))
+        if stored.startswith(("$2a$", "$2b$", "$2y$")):
+            if len(password) > 72:
+                return False  # a plain bcrypt hash cannot tell long passwords apart
+            return bcrypt.checkpw(password, stored.encode("ascii"))
+    except ValueError:
+        return False
+    return False
+
+
+def needs_rehash(stored: str, cost: int) -> bool:
+    if not stored.startswith(SCHEME):
+        return True
+    parts = stored[len(SCHEME) :].split("$")
+    return len(parts) < 3 or not parts[2].isdigit() or int(parts[2]) != cost
+
+
+def generate_password(length: int = 20) -> str:
+    """A random password of letters and digits (~119 bits at 20 characters)."""
+    return "".join(secrets.choice(_GENERATED_ALPHABET) for _ in range(length))
+
+
+def constant_time_equals(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)

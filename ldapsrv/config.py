@@ -1,0 +1,287 @@
+"""Settings: TOML file + environment + command-line overrides -> one frozen value.
+
+Every key is declared once in ``_SPEC`` with its type and rule, so an unknown
+key or a bad value stops start-up with an error naming the key path and what is
+allowed. Any setting can come from the environment as ``LDAPSRV_<SECTION>_<KEY>``
+(meant for secrets such as a database URL with a password); command-line flags
+win over both.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ldapsrv.directory.dn import DNError, parse_dn
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or invalid; the message names its key path."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    # [server]
+    listen: HostPort | None
+    ldaps_listen: HostPort | None
+    base_dn: str
+    data_dir: Path
+    control_socket: Path
+    control_socket_mode: int
+    worker_threads: int
+    # [tls]
+    tls_cert: Path | None
+    tls_key: Path | None
+    # [database]
+    database_url: str
+    database_pool_size: int
+    # [limits]
+    max_pdu_bytes: int
+    max_filter_depth: int
+    size_limit: int
+    time_limit: int
+    search_batch_size: int
+    # [accounts]
+    uid_range: tuple[int, int]
+    gid_range: tuple[int, int]
+    default_primary_group: str
+    home_template: str
+    default_shell: str
+    # [security]
+    bcrypt_cost: int
+    anonymous_read: bool
+    # [logging]
+    log_level: str
+
+
+def _host_port(key: str, raw: object) -> HostPort | None:
+    if not isinstance(raw, str):
+        raise ConfigError(f"{key}: expected a string HOST:PORT, got {raw!r}")
+    if raw == "":
+        return None
+    host, sep, port_text = raw.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(
+            f'{key}: expected HOST:PORT with a port 1-65535 (e.g. "127.0.0.1:3389"), '
+            f'or "" to disable, got {raw!r}'
+        )
+    return HostPort(host, int(port_text))
+
+
+def _int_in(low: int, high: int) -> Callable[[str, object], int]:
+    def check(key: str, raw: object) -> int:
+        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            raw = int(raw)
+        if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+            raise ConfigError(f"{key}: expected an integer from {low} to {high}, got {raw!r}")
+        return raw
+
+    return check
+
+
+def _bool(key: str, raw: object) -> bool:
+    if isinstance(raw, str) and raw.lower() in {"true", "false", "1", "0", "yes", "no"}:
+        return raw.lower() in {"true", "1", "yes"}
+    if not isinstance(raw, bool):
+        raise ConfigError(f"{key}: expected true or false, got {raw!r}")
+    return raw
+
+
+def _string(key: str, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(f"{key}: expected a string, got {raw!r}")
+    return raw
+
+
+def _nonempty(key: str, raw: object) -> str:
+    text = _string(key, raw)
+    if not text:
+        raise ConfigError(f"{key}: must not be empty")
+    return text
+
+
+def _path_or_none(key: str, raw: object) -> Path | None:
+    text = _string(key, raw)
+    return Path(text) if text else None
+
+
+def _range(key: str, raw: object) -> tuple[int, int]:
+    text = _string(key, raw)
+    low, sep, high = text.partition("-")
+    if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+        raise ConfigError(f'{key}: expected a range "LOW-HIGH" such as "10000-59999", got {raw!r}')
+    lo, hi = int(low), int(high)
+    if not 1 <= lo <= hi <= 2**31 - 1:
+        raise ConfigError(f"{key}: expected 1 <= LOW <= HIGH <= 2147483647, got {raw!r}")
+    return lo, hi
+
+
+def _base_dn(key: str, raw: object) -> str:
+    text = _nonempty(key, raw)
+    try:
+        parse_dn(text)
+    except DNError as exc:
+        raise ConfigError(f"{key}: not a valid DN ({exc}): {raw!r}") from exc
+    return text
+
+
+def _mode(key: str, raw: object) -> int:
+    text = _string(key, raw)
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(f'{key}: expected an octal file mode such as "0600", got {raw!r}')
+    return mode
+
+
+def _log_level(key: str, raw: object) -> str:
+    text = _string(key, raw).lower()
+    allowed = ("debug", "info", "warning", "error")
+    if text not in allowed:
+        raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {raw!r}")
+    return text
+
+
+# section -> key -> (validator, default). Defaults of "" mean "derived" where noted.
+_SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
+    "server": {
+        "listen": (_host_port, "127.0.0.1:3389"),
+        "ldaps_listen": (_host_port, "127.0.0.1:3636"),
+        "base_dn": (_base_dn, "dc=example,dc=org"),
+        "data_dir": (_nonempty, "./data"),
+        "control_socket": (_string, ""),  # "" -> <data_dir>/control.sock
+        "control_socket_mode": (_mode, "0600"),
+        "worker_threads": (_int_in(1, 256), 8),
+    },
+    "tls": {
+        "cert": (_path_or_none, ""),  # "" -> development certificate in <data_dir>/tls
+        "key": (_path_or_none, ""),
+    },
+    "database": {
+        "url": (_string, ""),  # "" -> sqlite:///<data_dir>/ldapsrv.db
+        "pool_size": (_int_in(1, 200), 8),
+    },
+    "limits": {
+        "max_pdu_bytes": (_int_in(1024, 256 * 1024 * 1024), 1024 * 1024),
+        "max_filter_depth": (_int_in(2, 500), 50),
+        "size_limit": (_int_in(0, 2**31 - 1), 5000),
+        "time_limit": (_int_in(0, 86400), 60),
+        "search_batch_size": (_int_in(1, 10000), 500),
+    },
+    "accounts": {
+        "uid_range": (_range, "10000-59999"),
+        "gid_range": (_range, "10000-59999"),
+        "default_primary_group": (_nonempty, "users"),
+        "home_template": (_nonempty, "/home/{name}"),
+        "default_shell": (_nonempty, "/bin/bash"),
+    },
+    "security": {
+        "bcrypt_cost": (_int_in(4, 16), 12),
+        "anonymous_read": (_bool, False),
+    },
+    "logging": {
+        "level": (_log_level, "info"),
+    },
+}
+
+
+def _merge(file_data: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {s: {} for s in _SPEC}
+    for section, values in file_data.items():
+        if section not in _SPEC:
+            raise ConfigError(f"{section}: unknown section; allowed: {', '.join(_SPEC)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: expected a table ([{section}])")
+        for key, value in values.items():
+            if key not in _SPEC[section]:
+                allowed = ", ".join(_SPEC[section])
+                raise ConfigError(f"{section}.{key}: unknown setting; allowed: {allowed}")
+            merged[section][key] = value
+    for section, keys in _SPEC.items():
+        for key in keys:
+            env_name = f"LDAPSRV_{section.upper()}_{key.upper()}"
+            if env_name in environ:
+                merged[section][key] = environ[env_name]
+    return merged
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read, merge and validate. ``overrides`` uses "section.key" names."""
+    file_data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            file_data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    merged = _merge(file_data, os.environ if environ is None else environ)
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        if section not in _SPEC or key not in _SPEC[section]:
+            raise ConfigError(f"{dotted}: unknown setting")
+        if value is not None:
+            merged[section][key] = value
+    v: dict[str, Any] = {}
+    for section, keys in _SPEC.items():
+        for key, (check, default) in keys.items():
+            v[f"{section}.{key}"] = check(f"{section}.{key}", merged[section].get(key, default))
+
+    data_dir = Path(v["server.data_dir"])
+    tls_cert, tls_key = v["tls.cert"], v["tls.key"]
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("tls.cert and tls.key: give both, or neither for a development cert")
+    if v["server.listen"] is None and v["server.ldaps_listen"] is None:
+        raise ConfigError("server.listen and server.ldaps_listen: at least one must be set")
+    try:
+        v["accounts.home_template"].format(name="x")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(
+            'accounts.home_template: may only use "{name}", e.g. "/home/{name}"'
+        ) from exc
+    return Config(
+        listen=v["server.listen"],
+        ldaps_listen=v["server.ldaps_listen"],
+        base_dn=v["server.base_dn"],
+        data_dir=data_dir,
+        control_socket=Path(v["server.control_socket"] or data_dir / "control.sock"),
+        control_socket_mode=v["server.control_socket_mode"],
+        worker_threads=v["server.worker_threads"],
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        database_url=v["database.url"] or f"sqlite:///{(data_dir / 'ldapsrv.db').resolve()}",
+        database_pool_size=v["database.pool_size"],
+        max_pdu_bytes=v["limits.max_pdu_bytes"],
+        max_filter_depth=v["limits.max_filter_depth"],
+        size_limit=v["limits.size_limit"],
+        time_limit=v["limits.time_limit"],
+        search_batch_size=v["limits.search_batch_size"],
+        uid_range=v["accounts.uid_range"],
+        gid_range=v["accounts.gid_range"],
+        default_primary_group=v["accounts.default_primary_group"],
+        home_template=v["accounts.home_template"],
+        default_shell=v["accounts.default_shell"],
+        bcrypt_cost=v["security.bcrypt_cost"],
+        anonymous_read=v["security.anonymous_read"],
+        log_level=v["logging.level"],
+    )

@@ -1,0 +1,132 @@
+"""Distinguished names (RFC 4514): parse, escape, compare.
+
+A parsed DN is a tuple of RDNs, leaf first; an RDN is a tuple of
+(attribute type in lower case, value) pairs. Values are compared
+case-insensitively because every naming attribute we use (cn, uid, ou, dc)
+uses caseIgnoreMatch.
+"""
+
+from __future__ import annotations
+
+AVA = tuple[str, str]
+RDN = tuple[AVA, ...]
+DN = tuple[RDN, ...]
+
+_SPECIAL = set(',+"\\<>;=')
+_HEX = set("0123456789abcdefABCDEF")
+
+
+class DNError(ValueError):
+    """Not a valid distinguished name; the message says where."""
+
+
+def _parse_value(text: str, pos: int) -> tuple[str, int]:
+    """Read one attribute value from ``pos``; returns (value, next position)."""
+    n = len(text)
+    if pos < n and text[pos] == "#":
+        end = pos + 1
+        while end < n and text[end] in _HEX:
+            end += 1
+        hexpart = text[pos + 1 : end]
+        if not hexpart or len(hexpart) % 2:
+            raise DNError(f"bad hex value at position {pos}")
+        try:
+            return bytes.fromhex(hexpart).decode("utf-8"), end
+        except UnicodeDecodeError as exc:
+            raise DNError(f"hex value at position {pos} is not UTF-8") from exc
+    out = bytearray()
+    last_significant = 0
+    while pos < n:
+        ch = text[pos]
+        if ch in ",+;":
+            break
+        if ch == "\\":
+            if pos + 1 >= n:
+                raise DNError("DN ends with a lone backslash")
+            nxt = text[pos + 1]
+            if nxt in _HEX and pos + 2 < n and text[pos + 2] in _HEX:
+                out.append(int(text[pos + 1 : pos + 3], 16))
+                pos += 3
+            elif nxt in _SPECIAL or nxt in " #":
+                out += nxt.encode()
+                pos += 2
+            else:
+                raise DNError(f"invalid escape \\{nxt} at position {pos}")
+            last_significant = len(out)
+            continue
+        if ch in '"<>=' or ch == "\x00":
+            raise DNError(f"unescaped {ch!r} in value at position {pos}")
+        out += ch.encode("utf-8", "surrogatepass")
+        if ch != " ":
+            last_significant = len(out)
+        pos += 1
+    del out[last_significant:]
+    try:
+        return out.decode("utf-8"), pos
+    except UnicodeDecodeError as exc:
+        raise DNError("escaped value is not valid UTF-8") from exc
+
+
+def parse_dn(text: str) -> DN:
+    """Parse a string DN; the empty string is the root (no RDNs)."""
+    rdns: list[RDN] = []
+    n = len(text)
+    pos = 0
+    if text.strip() == "":
+        return ()
+    while True:
+        avas: list[AVA] = []
+        while True:
+            while pos < n and text[pos] == " ":
+                pos += 1
+            eq = text.find("=", pos)
+            if eq < 0:
+                raise DNError(f"missing '=' after position {pos}")
+            attr = text[pos:eq].strip()
+            if not attr or not all(c.isalnum() or c in "-." for c in attr) or not attr.isascii():
+                raise DNError(f"invalid attribute type {attr!r}")
+            pos = eq + 1
+            while pos < n and text[pos] == " ":
+                pos += 1
+            value, pos = _parse_value(text, pos)
+            avas.append((attr.lower(), value))
+            if pos < n and text[pos] == "+":
+                pos += 1
+                continue
+            break
+        rdns.append(tuple(sorted(avas)))
+        if pos >= n:
+            break
+        if text[pos] not in ",;":
+            raise DNError(f"unexpected {text[pos]!r} at position {pos}")
+        pos += 1
+        if pos >= n:
+            raise DNError("DN ends with a separator")
+    return tuple(rdns)
+
+
+def normalize(dn: DN) -> DN:
+    """Case-fold values for comparison (all our naming attributes ignore case)."""
+    return tuple(tuple((a, v.casefold()) for a, v in rdn) for rdn in dn)
+
+
+def escape_value(value: str) -> str:
+    """Escape an attribute value for use in a string DN (RFC 4514 2.4)."""
+    out = []
+    for i, ch in enumerate(value):
+        if ch in _SPECIAL or (ch == " " and i in (0, len(value) - 1)) or (ch == "#" and i == 0):
+            out.append("\\" + ch)
+        elif ch == "\x00":
+            out.append("\\00")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def format_dn(dn: DN) -> str:
+    return ",".join("+".join(f"{a}={escape_value(v)}" for a, v in rdn) for rdn in dn)
+
+
+def is_descendant_or_self(dn: DN, ancestor: DN) -> bool:
+    """Both normalised. True when ``dn`` is ``ancestor`` or lies below it."""
+    return len(dn) >= len(ancestor) and dn[len(dn) - len(ancestor) :] == ancestor
