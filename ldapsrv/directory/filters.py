@@ -77,4 +77,15 @@ class Extensible:
     dn_attributes: bool
 
 
-Filter = And | Or | Not | Equality | Substrings | GreaterOrEqual | LessOrEqual | Present | Approx | Extensible
+Filter = (
+    And
+    | Or
+    | Not
+    | Equality
+    | Substrings
+    | GreaterOrEqual
+    | LessOrEqual
+    | Present
+    | Approx
+    | Extensible
+)
