@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorCore, IReactorThreads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -25,8 +25,7 @@ class Blocking:
         self._reactor: IReactorThreads = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=threads, name=name)
         self._started = False
-        core: IReactorCore = reactor
-        self._trigger = core.addSystemEventTrigger("during", "shutdown", self.stop)
+        reactor.addSystemEventTrigger("during", "shutdown", self.stop)
 
     def start(self) -> None:
         if not self._started:

@@ -1,0 +1,25 @@
+"""What the directory and the protocol need from the store, as Protocols.
+
+All methods block (SQL): callers run them in the thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ldapsrv.directory.predicates import Predicate
+from ldapsrv.directory.records import Credentials, GroupRecord, UserRecord
+
+
+class DirectoryReader(Protocol):
+    def search_users(
+        self, predicate: Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+    ) -> list[UserRecord]: ...
+
+    def search_groups(
+        self, predicate: Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+    ) -> list[GroupRecord]: ...
+
+    def get_credentials(self, name: str) -> Credentials | None: ...
+
+    def set_password_hash(self, name: str, password_hash: str) -> None: ...

@@ -1,0 +1,158 @@
+"""Running a search: plan, then stream entries batch by batch from the store.
+
+Entries are read with keyset pagination (``id > last``, ``ORDER BY id``) in
+batches, each batch in the thread pool, so a search over 100,000 entries never
+holds them all and never runs SQL on the reactor thread. The position between
+batches is a ``Cursor``, which is also what a paged-results cookie stands for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ldapsrv.blocking import Blocking
+from ldapsrv.directory import predicates as p
+from ldapsrv.directory.dit import Dit, Kind, SearchPlan, StaticEntry, StoredEntries
+from ldapsrv.directory.entries import Entry, Renderer, static_attribute_map
+from ldapsrv.directory.filtering import FilterResolver, evaluate
+from ldapsrv.directory.filters import Filter
+from ldapsrv.directory.ports import DirectoryReader
+from ldapsrv.directory.records import GroupRecord, UserRecord
+from ldapsrv.directory.schema import Schema
+from ldapsrv.directory.visibility import Viewer
+
+
+@dataclass(slots=True)
+class Cursor:
+    """Where a search stands: the next source, and the last id sent from it."""
+
+    source: int = 0
+    after_id: int = 0
+    returned: int = 0
+
+
+class Stop(Enum):
+    DONE = "done"  # every matching entry was sent
+    LIMIT = "limit"  # stopped at max_entries with more matching entries left
+    TIME = "time"  # the deadline passed
+    CANCELLED = "cancelled"  # abandoned or the connection went away
+
+
+@dataclass(slots=True)
+class PreparedSearch:
+    plan: SearchPlan
+    filter: Filter
+    predicates: dict[Kind, p.Predicate]
+    renderer: Renderer
+    dn_values: dict[Kind, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+
+
+class SearchEngine:
+    def __init__(
+        self,
+        dit: Dit,
+        schema: Schema,
+        reader: DirectoryReader,
+        blocking: Blocking,
+        batch_size: int,
+    ) -> None:
+        self.dit = dit
+        self.schema = schema
+        self.resolver = FilterResolver(schema, dit)
+        self.reader = reader
+        self.blocking = blocking
+        self.batch_size = batch_size
+
+    def prepare(
+        self, plan: SearchPlan, flt: Filter, renderer: Renderer, viewer: Viewer
+    ) -> PreparedSearch:
+        kinds = {s.kind for s in plan.sources if isinstance(s, StoredEntries)}
+        if plan.leaf is not None:
+            kinds.add(plan.leaf.kind)
+        predicates = {k: viewer.restrict(k, self.resolver.resolve(flt, k)) for k in kinds}
+        return PreparedSearch(plan, flt, predicates, renderer)
+
+    async def stream(
+        self,
+        search: PreparedSearch,
+        cursor: Cursor,
+        max_entries: int | None,
+        emit: Callable[[Entry], None],
+        cancelled: Callable[[], bool],
+        deadline: float | None,
+    ) -> Stop:
+        """Send entries from ``cursor`` on, advancing it. With ``max_entries``,
+        stop after that many and report LIMIT only if another entry matches."""
+        sent = 0
+        sources = search.plan.sources
+        while cursor.source < len(sources):
+            if cancelled():
+                return Stop.CANCELLED
+            if deadline is not None and time.monotonic() > deadline:
+                return Stop.TIME
+            source = sources[cursor.source]
+            if isinstance(source, StaticEntry):
+                if self._static_matches(source, search.filter):
+                    if max_entries is not None and sent >= max_entries:
+                        return Stop.LIMIT
+                    emit(search.renderer.static(source))
+                    sent += 1
+                    cursor.returned += 1
+                cursor.source += 1
+                cursor.after_id = 0
+                continue
+            want = self.batch_size
+            if max_entries is not None:
+                want = min(want, max_entries - sent + 1)
+            predicate = search.predicates[source.kind]
+            if predicate == p.FALSE:
+                rows: list[UserRecord] | list[GroupRecord] = []
+            else:
+                rows = await self._fetch(source, predicate, cursor.after_id, want)
+            if cancelled():
+                return Stop.CANCELLED
+            render = search.renderer.user if source.kind is Kind.USER else search.renderer.group
+            for row in rows:
+                if max_entries is not None and sent >= max_entries:
+                    return Stop.LIMIT
+                emit(render(row))  # type: ignore[arg-type]
+                sent += 1
+                cursor.returned += 1
+                cursor.after_id = row.id
+            if len(rows) < want:
+                cursor.source += 1
+                cursor.after_id = 0
+        return Stop.DONE
+
+    async def exists(self, leaf: StoredEntries, viewer: Viewer) -> bool:
+        predicate = viewer.restrict(leaf.kind, p.TRUE)
+        if predicate == p.FALSE:
+            return False
+        rows = await self._fetch(leaf, predicate, 0, 1)
+        return bool(rows)
+
+    async def _fetch(
+        self, source: StoredEntries, predicate: p.Predicate, after_id: int, limit: int
+    ) -> list[UserRecord] | list[GroupRecord]:
+        if source.kind is Kind.USER:
+            return await self.blocking.run(
+                self.reader.search_users,
+                predicate,
+                after_id=after_id,
+                limit=limit,
+                name=source.name,
+            )
+        return await self.blocking.run(
+            self.reader.search_groups,
+            predicate,
+            after_id=after_id,
+            limit=limit,
+            name=source.name,
+        )
+
+    def _static_matches(self, entry: StaticEntry, flt: Filter) -> bool:
+        attrs = static_attribute_map(entry)
+        return evaluate(flt, attrs, self.schema, attrs) is True
