@@ -1,0 +1,24 @@
+"""The server's full command set: one registry built from every command module.
+
+Later issues add their modules (service accounts, tokens, permissions, status)
+to ``build_registry`` so the server and the tests see the same commands.
+"""
+
+from __future__ import annotations
+
+from ldapsrv import __version__
+from ldapsrv.admin import commands_directory
+from ldapsrv.admin.context import AdminContext, Caller
+from ldapsrv.admin.registry import Args, CommandRegistry, JsonObject
+
+
+async def server_ping(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    """Answer without touching the store: proves the control socket is served."""
+    return {"pong": True, "version": __version__}
+
+
+def build_registry() -> CommandRegistry:
+    registry = CommandRegistry()
+    registry.register("server.ping", server_ping, (), "check that the server answers")
+    commands_directory.register(registry)
+    return registry

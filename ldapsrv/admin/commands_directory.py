@@ -1,0 +1,199 @@
+"""user.* and group.* commands: populate the directory while the server runs.
+
+Each handler does its blocking work (SQL, bcrypt) in one ``blocking.run`` call,
+so a command costs one thread hop and never blocks the reactor. Name rules
+live in the store (``ldapsrv.directory.names``), not here, so there is exactly
+one definition of a valid name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ldapsrv.admin.context import AdminContext, Caller
+from ldapsrv.admin.errors import INVALID, AdminError
+from ldapsrv.admin.ports import NewUser
+from ldapsrv.admin.registry import (
+    Arg,
+    Args,
+    ArgType,
+    CommandRegistry,
+    Json,
+    JsonObject,
+    int_range,
+    max_length,
+    non_empty,
+)
+from ldapsrv.admin.render import render_group, render_user
+from ldapsrv.auth.passwords import PasswordRejected, hash_password
+from ldapsrv.directory.records import GroupRecord, UserRecord
+
+_ID_NUMBER = (int_range(1, 2**31 - 1),)
+_NAME = (non_empty, max_length(256))
+_TEXT = (max_length(1024),)
+
+
+def _utf8(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("is not valid Unicode (lone surrogate)") from None
+
+
+def _hash(password: str, cost: int) -> str:
+    """bcrypt a password; runs in the thread pool. Rule violations name the argument."""
+    try:
+        return hash_password(password.encode("utf-8"), cost)
+    except PasswordRejected as exc:
+        raise AdminError(INVALID, f"argument 'password': {exc}") from None
+
+
+USER_NAME = Arg("name", ArgType.STRING, required=True, checks=_NAME, help="account name")
+GROUP_NAME = Arg("name", ArgType.STRING, required=True, checks=_NAME, help="group name")
+PASSWORD = Arg("password", ArgType.STRING, secret=True, checks=(_utf8,), help="new password")
+
+
+async def user_add(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    password = args.optional_string("password")
+    cost = ctx.config.bcrypt_cost
+    spec = NewUser(
+        name=args.string("name"),
+        uid_number=args.optional_integer("uid_number"),
+        gid_number=args.optional_integer("gid_number"),
+        mail=args.optional_string("mail"),
+        display_name=args.optional_string("display_name"),
+        given_name=args.optional_string("given_name"),
+        surname=args.optional_string("surname"),
+    )
+
+    def create() -> UserRecord:
+        if password is None:
+            return ctx.directory.create_user(spec)
+        return ctx.directory.create_user(replace(spec, password_hash=_hash(password, cost)))
+
+    user = await ctx.blocking.run(create)
+    return render_user(user, ctx.config.base_dn)
+
+
+async def user_list(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    users = await ctx.blocking.run(ctx.directory.list_users)
+    rendered: list[Json] = [render_user(u, ctx.config.base_dn) for u in users]
+    return {"users": rendered}
+
+
+async def user_show(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    user = await ctx.blocking.run(ctx.directory.get_user, args.string("name"))
+    return render_user(user, ctx.config.base_dn)
+
+
+async def user_delete(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    name = args.string("name")
+    await ctx.blocking.run(ctx.directory.delete_user, name)
+    return {"name": name, "deleted": True}
+
+
+async def user_set_password(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    name = args.string("name")
+    password = args.string("password")
+    cost = ctx.config.bcrypt_cost
+
+    def set_password() -> None:
+        ctx.directory.set_password_hash(name, _hash(password, cost))
+
+    await ctx.blocking.run(set_password)
+    return {"name": name, "password_set": True}
+
+
+async def group_add(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    group = await ctx.blocking.run(
+        ctx.directory.create_group,
+        args.string("name"),
+        gid_number=args.optional_integer("gid_number"),
+        description=args.optional_string("description"),
+    )
+    return render_group(group, ctx.config.base_dn)
+
+
+async def group_list(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    groups = await ctx.blocking.run(ctx.directory.list_groups)
+    rendered: list[Json] = [render_group(g, ctx.config.base_dn) for g in groups]
+    return {"groups": rendered}
+
+
+async def group_show(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    group = await ctx.blocking.run(ctx.directory.get_group, args.string("name"))
+    return render_group(group, ctx.config.base_dn)
+
+
+async def group_delete(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    name = args.string("name")
+    await ctx.blocking.run(ctx.directory.delete_group, name)
+    return {"name": name, "deleted": True}
+
+
+async def group_add_member(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    group_name, user_name = args.string("group"), args.string("user")
+
+    def add() -> GroupRecord:
+        ctx.directory.add_member(group_name, user_name)
+        return ctx.directory.get_group(group_name)
+
+    return render_group(await ctx.blocking.run(add), ctx.config.base_dn)
+
+
+async def group_remove_member(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    group_name, user_name = args.string("group"), args.string("user")
+
+    def remove() -> GroupRecord:
+        ctx.directory.remove_member(group_name, user_name)
+        return ctx.directory.get_group(group_name)
+
+    return render_group(await ctx.blocking.run(remove), ctx.config.base_dn)
+
+
+def register(registry: CommandRegistry) -> None:
+    """Add the user.* and group.* commands to ``registry``."""
+    r = registry.register
+    membership = (
+        Arg("group", ArgType.STRING, required=True, checks=_NAME, help="group name"),
+        Arg("user", ArgType.STRING, required=True, checks=_NAME, help="account name"),
+    )
+    r(
+        "user.add",
+        user_add,
+        (
+            USER_NAME,
+            PASSWORD,
+            Arg("uid_number", ArgType.INTEGER, checks=_ID_NUMBER),
+            Arg("gid_number", ArgType.INTEGER, checks=_ID_NUMBER),
+            Arg("mail", ArgType.STRING, checks=_TEXT),
+            Arg("display_name", ArgType.STRING, checks=_TEXT),
+            Arg("given_name", ArgType.STRING, checks=_TEXT),
+            Arg("surname", ArgType.STRING, checks=_TEXT),
+        ),
+        "create a person (uid/gid numbers allocated unless given)",
+    )
+    r("user.list", user_list, (), "list every person")
+    r("user.show", user_show, (USER_NAME,), "show one person")
+    r("user.delete", user_delete, (USER_NAME,), "delete a person and their memberships")
+    r(
+        "user.set_password",
+        user_set_password,
+        (USER_NAME, Arg("password", ArgType.STRING, True, True, (_utf8,))),
+        "set a person's password",
+    )
+    r(
+        "group.add",
+        group_add,
+        (
+            GROUP_NAME,
+            Arg("gid_number", ArgType.INTEGER, checks=_ID_NUMBER),
+            Arg("description", ArgType.STRING, checks=_TEXT),
+        ),
+        "create a group (gid number allocated unless given)",
+    )
+    r("group.list", group_list, (), "list every group")
+    r("group.show", group_show, (GROUP_NAME,), "show one group")
+    r("group.delete", group_delete, (GROUP_NAME,), "delete a group")
+    r("group.add_member", group_add_member, membership, "add a person to a group")
+    r("group.remove_member", group_remove_member, membership, "remove a person from a group")
