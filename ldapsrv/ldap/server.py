@@ -1,0 +1,661 @@
+"""The LDAP wire protocol: one ``LDAPConnection`` per client.
+
+Owns what ldaptor's ``LDAPServer`` gets wrong: framing with limits before any
+decoding, a failed bind that leaves the connection anonymous, rootDSE reads
+for any filter, no reply to Abandon, no internal error text on the wire, size
+and time limits, typesOnly, paged results with per-connection cookies.
+Blocking work (SQL, bcrypt) goes to the thread pool; this module only decodes,
+dispatches, encodes and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
+from twisted.python.failure import Failure
+
+from ldapsrv.auth.binding import PasswordAuthenticator, WrongPassword
+from ldapsrv.auth.passwords import PasswordRejected, generate_password
+from ldapsrv.directory.dit import Dit, Kind, NoSuchBase, StoredEntries
+from ldapsrv.directory.dn import DNError, normalize, parse_dn
+from ldapsrv.directory.entries import Entry, Renderer, Selection
+from ldapsrv.directory.filters import Equality, Filter
+from ldapsrv.directory.schema import Schema
+from ldapsrv.directory.visibility import Viewer
+from ldapsrv.errors import DomainError
+from ldapsrv.ldap import codec, rootdse
+from ldapsrv.ldap import results as rc
+from ldapsrv.ldap.framing import PDUFramer
+from ldapsrv.ldap.messages import (
+    SCOPE_BASE,
+    AbandonRequest,
+    BindRequest,
+    CompareRequest,
+    Control,
+    ExtendedRequest,
+    LDAPMessage,
+    LDAPResult,
+    ProtocolViolation,
+    RequestRejected,
+    SaslAuth,
+    SearchRequest,
+    UnbindRequest,
+)
+from ldapsrv.ldap.search import Cursor, PreparedSearch, SearchEngine, Stop
+
+log = logging.getLogger("ldapsrv.ldap")
+
+MAX_PAGED_SEARCHES = 16
+_SUBSCHEMA = normalize(parse_dn("cn=Subschema"))
+_USER_SUBSCHEMA_ATTRS = frozenset({"objectclass", "cn"})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    max_pdu_bytes: int
+    max_filter_depth: int
+    size_limit: int
+    time_limit: int
+    anonymous_read: bool
+
+
+@dataclass(slots=True)
+class ServerContext:
+    """Everything a connection needs, shared by all connections of a server."""
+
+    settings: ServerSettings
+    dit: Dit
+    schema: Schema
+    engine: SearchEngine
+    authenticator: PasswordAuthenticator
+    tls_options: Any | None  # twisted.internet.ssl.CertificateOptions
+    run_blocking: Callable[..., Deferred[Any]]
+
+
+@dataclass(slots=True)
+class PagedSearch:
+    fingerprint: tuple[object, ...]
+    prepared: PreparedSearch
+    cursor: Cursor
+
+
+@dataclass(slots=True)
+class Operation:
+    message_id: int
+    abandoned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    dn: str
+
+
+class LDAPConnection(protocol.Protocol):
+    def __init__(self, ctx: ServerContext, tls_active: bool) -> None:
+        self.ctx = ctx
+        self.tls_active = tls_active
+        self.framer = PDUFramer(ctx.settings.max_pdu_bytes)
+        self.identity: Identity | None = None
+        self.bind_generation = 0
+        self.operations: dict[int, Operation] = {}
+        self.paged: OrderedDict[bytes, PagedSearch] = OrderedDict()
+        self.closed = False
+        self.starting_tls = False
+        self.peer = "?"
+
+    # -- connection life ---------------------------------------------------------
+
+    @property
+    def _tx(self) -> Any:
+        """The transport, untyped: Twisted's zope interfaces do not type-check."""
+        return self.transport
+
+    def connectionMade(self) -> None:
+        peer = self._tx.getPeer()
+        host = getattr(peer, "host", None)
+        self.peer = f"{host}:{getattr(peer, 'port', '')}" if host else str(peer)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.closed = True
+        for op in self.operations.values():
+            op.abandoned = True
+        self.paged.clear()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            pdus = self.framer.feed(data)
+        except ProtocolViolation as exc:
+            self._disconnect(rc.PROTOCOL_ERROR, str(exc))
+            return
+        for pdu in pdus:
+            if self.closed:
+                return
+            try:
+                message = codec.decode_message(
+                    pdu, max_filter_depth=self.ctx.settings.max_filter_depth
+                )
+            except RequestRejected as rejected:
+                self._answer_rejected(rejected)
+                continue
+            except ProtocolViolation as exc:
+                self._disconnect(rc.PROTOCOL_ERROR, str(exc))
+                return
+            self._dispatch(message)
+
+    def _disconnect(self, code: int, message: str) -> None:
+        log.info("disconnecting %s: %s", self.peer, message)
+        if self.transport is not None and not self.closed:
+            self._tx.write(codec.encode_notice_of_disconnection(code, message))
+            self._tx.loseConnection()
+        self.closed = True
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self._tx.write(data)
+
+    def _respond(
+        self,
+        message_id: int,
+        request: object,
+        result: LDAPResult,
+        controls: tuple[Control, ...] = (),
+    ) -> None:
+        encoder = codec.RESPONSE_ENCODERS.get(type(request))
+        if encoder is not None:
+            self._write(encoder(message_id, result, controls=controls))
+
+    def _answer_rejected(self, rejected: RequestRejected) -> None:
+        encoder = codec.RESPONSE_ENCODERS.get(rejected.request_type)
+        if encoder is not None:
+            result = LDAPResult(rejected.result_code, rejected.message)
+            self._write(encoder(rejected.message_id, result))
+
+    def _run(
+        self,
+        message: LDAPMessage,
+        handler: Callable[[LDAPMessage, Operation], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Run one operation; whatever goes wrong, the client gets a clean answer."""
+        op = Operation(message.message_id)
+        self.operations[message.message_id] = op
+
+        def failed(failure: Failure) -> None:
+            if isinstance(failure.value, DomainError):
+                result = rc.result_for(failure.value)
+                log.warning(
+                    "%s failed for %s: %s",
+                    type(message.request).__name__,
+                    self.peer,
+                    failure.getErrorMessage(),
+                )
+            else:
+                log.error(
+                    "internal error in %s from %s",
+                    type(message.request).__name__,
+                    self.peer,
+                    exc_info=failure.value,
+                )
+                result = LDAPResult(rc.OTHER, "internal server error")
+            if not op.abandoned:
+                self._respond(message.message_id, message.request, result)
+
+        def finished(_: object) -> None:
+            self.operations.pop(message.message_id, None)
+
+        d = Deferred.fromCoroutine(handler(message, op))
+        d.addErrback(failed)
+        d.addBoth(finished)
+
+    def _dispatch(self, message: LDAPMessage) -> None:
+        request = message.request
+        if isinstance(request, UnbindRequest):
+            self.closed = True
+            for op in self.operations.values():
+                op.abandoned = True
+            if self.transport is not None:
+                self._tx.loseConnection()
+            return
+        if isinstance(request, AbandonRequest):
+            target = self.operations.get(request.message_id)
+            if target is not None:
+                target.abandoned = True
+            return
+        if self.starting_tls:
+            self._respond(
+                message.message_id,
+                request,
+                LDAPResult(rc.OPERATIONS_ERROR, "StartTLS is in progress"),
+            )
+            return
+        unsupported = self._unsupported_critical_control(message)
+        if unsupported is not None:
+            self._respond(
+                message.message_id,
+                request,
+                LDAPResult(
+                    rc.UNAVAILABLE_CRITICAL_EXTENSION,
+                    f"critical control {unsupported} is not supported for this operation",
+                ),
+            )
+            return
+        if isinstance(request, BindRequest):
+            self._run(message, self._bind)
+        elif isinstance(request, SearchRequest):
+            self._run(message, self._search)
+        elif isinstance(request, CompareRequest):
+            self._run(message, self._compare)
+        elif isinstance(request, ExtendedRequest):
+            self._run(message, self._extended)
+        else:
+            self._respond(
+                message.message_id,
+                request,
+                LDAPResult(
+                    rc.UNWILLING_TO_PERFORM,
+                    "this directory is read-only over LDAP; manage it with the ldapsrv command",
+                ),
+            )
+
+    def _unsupported_critical_control(self, message: LDAPMessage) -> str | None:
+        for control in message.controls:
+            if not control.critical:
+                continue
+            if control.oid == rootdse.MANAGE_DSA_IT:
+                continue  # we hold no referrals: treating them normally is what it asks
+            if control.oid == rootdse.PAGED_RESULTS and isinstance(message.request, SearchRequest):
+                continue
+            return control.oid
+        return None
+
+    # -- bind ---------------------------------------------------------------------------
+
+    async def _bind(self, message: LDAPMessage, op: Operation) -> None:
+        request = message.request
+        assert isinstance(request, BindRequest)
+        self.identity = None  # RFC 4513 4: a bind, even a failed one, resets the identity
+        self.bind_generation += 1
+        generation = self.bind_generation
+        mid = message.message_id
+
+        def answer(code: int, text: str = "") -> None:
+            self._write(codec.encode_bind_response(mid, LDAPResult(code, text)))
+
+        if request.version != 3:
+            answer(rc.PROTOCOL_ERROR, "only LDAP version 3 is supported")
+            return
+        if isinstance(request.auth, SaslAuth):
+            answer(rc.AUTH_METHOD_NOT_SUPPORTED, "SASL is not supported: use a simple bind")
+            return
+        password = request.auth.password
+        if not request.name and not password:
+            answer(rc.SUCCESS)
+            return
+        if not password:
+            answer(rc.UNWILLING_TO_PERFORM, "unauthenticated bind (a DN without password)")
+            return
+        name = self.ctx.dit.parse_entry_name(request.name, Kind.USER)
+        if name is None:
+            # Same cost as a real check, so unknown DNs are not told apart by timing.
+            outcome_reason = "bind DN does not name an account"
+            await self.ctx.run_blocking(self.ctx.authenticator.check, "", password)
+            self._refuse_bind(request.name, outcome_reason)
+            answer(rc.INVALID_CREDENTIALS)
+            return
+        try:
+            outcome = await self.ctx.run_blocking(self.ctx.authenticator.check, name, password)
+        except DomainError as exc:
+            log.warning("bind for %r from %s failed: %s", request.name, self.peer, exc)
+            answer(rc.UNAVAILABLE, "the directory database is unavailable")
+            return
+        if op.abandoned or generation != self.bind_generation:
+            return
+        if not outcome.accepted:
+            self._refuse_bind(request.name, outcome.reason)
+            answer(rc.INVALID_CREDENTIALS)
+            return
+        assert outcome.name is not None
+        self.identity = Identity(outcome.name, self.ctx.dit.user_dn(outcome.name))
+        self.paged.clear()
+        log.info("bind as %s from %s", self.identity.dn, self.peer)
+        answer(rc.SUCCESS)
+
+    def _refuse_bind(self, dn: str, reason: str) -> None:
+        log.info("bind refused for %r from %s: %s", dn, self.peer, reason)
+
+    # -- search -------------------------------------------------------------------------
+
+    def _viewer(self) -> Viewer:
+        if self.identity is not None:
+            return Viewer(self.identity.name, True)
+        return Viewer(None, self.ctx.settings.anonymous_read)
+
+    async def _search(self, message: LDAPMessage, op: Operation) -> None:
+        request = message.request
+        assert isinstance(request, SearchRequest)
+        mid = message.message_id
+        paged_control = next((c for c in message.controls if c.oid == rootdse.PAGED_RESULTS), None)
+
+        def done(
+            code: int, text: str = "", matched: str = "", controls: tuple[Control, ...] = ()
+        ) -> None:
+            if not op.abandoned:
+                self._write(
+                    codec.encode_search_done(
+                        mid, LDAPResult(code, text, matched), controls=controls
+                    )
+                )
+
+        def no_paging() -> tuple[Control, ...]:
+            if paged_control is None:
+                return ()
+            return (
+                Control(rootdse.PAGED_RESULTS, False, codec.encode_paged_results_value(0, b"")),
+            )
+
+        try:
+            base = parse_dn(request.base)
+        except DNError as exc:
+            done(rc.INVALID_DN_SYNTAX, f"invalid base DN: {exc}", controls=no_paging())
+            return
+        if not base and request.scope == SCOPE_BASE:
+            self._special_entry(mid, request, self._root_dse_attributes(), frozenset())
+            done(rc.SUCCESS, controls=no_paging())
+            return
+        if normalize(base) == _SUBSCHEMA and request.scope == SCOPE_BASE:
+            attrs = rootdse.subschema_attributes(self.ctx.schema)
+            self._special_entry(mid, request, attrs, _USER_SUBSCHEMA_ATTRS, "cn=Subschema")
+            done(rc.SUCCESS, controls=no_paging())
+            return
+        viewer = self._viewer()
+        if not viewer.may_read_directory:
+            done(rc.NO_SUCH_OBJECT, controls=no_paging())
+            return
+        try:
+            plan = self.ctx.dit.plan(base or self.ctx.dit.base, request.scope)
+            if not base:
+                plan = self.ctx.dit.plan(
+                    self.ctx.dit.base, SCOPE_BASE if request.scope == 1 else request.scope
+                )
+        except NoSuchBase as missing:
+            done(rc.NO_SUCH_OBJECT, matched=missing.matched_dn, controls=no_paging())
+            return
+
+        settings = self.ctx.settings
+        time_limits = [t for t in (request.time_limit, settings.time_limit) if t > 0]
+        deadline = time.monotonic() + min(time_limits) if time_limits else None
+
+        def emit(entry: Entry) -> None:
+            dn, attributes = entry
+            self._write(codec.encode_search_entry(mid, dn, attributes))
+
+        def cancelled() -> bool:
+            return op.abandoned or self.closed
+
+        engine = self.ctx.engine
+        if paged_control is None:
+            prepared = self._prepare(request, plan, viewer)
+            limits = [s for s in (request.size_limit, settings.size_limit) if s > 0]
+            size_limit = min(limits) if limits else None
+            cursor = Cursor()
+            stop = await engine.stream(prepared, cursor, size_limit, emit, cancelled, deadline)
+            await self._finish_search(stop, cursor, plan.leaf, viewer, done, ())
+            return
+
+        try:
+            page_size, cookie = codec.decode_paged_results_value(paged_control.value or b"")
+        except ValueError:
+            done(rc.PROTOCOL_ERROR, "malformed paged results control value")
+            return
+        fingerprint = (
+            request.base.lower(),
+            request.scope,
+            request.filter,
+            tuple(a.lower() for a in request.attributes),
+            request.types_only,
+        )
+        if cookie:
+            state = self.paged.pop(cookie, None)
+            if state is None or state.fingerprint != fingerprint:
+                done(
+                    rc.UNWILLING_TO_PERFORM,
+                    "paged results cookie is unknown, expired, or belongs to another search",
+                    controls=no_paging(),
+                )
+                return
+        else:
+            state = PagedSearch(fingerprint, self._prepare(request, plan, viewer), Cursor())
+        if page_size <= 0:
+            done(rc.SUCCESS, controls=no_paging())  # size 0: the client abandons the search
+            return
+        max_entries = page_size
+        if request.size_limit > 0:
+            max_entries = min(page_size, request.size_limit - state.cursor.returned)
+        stop = await engine.stream(
+            state.prepared, state.cursor, max(max_entries, 0), emit, cancelled, deadline
+        )
+        if stop is Stop.LIMIT and max_entries == page_size:
+            new_cookie = os.urandom(12)
+            self.paged[new_cookie] = state
+            while len(self.paged) > MAX_PAGED_SEARCHES:
+                self.paged.popitem(last=False)
+            control = Control(
+                rootdse.PAGED_RESULTS, False, codec.encode_paged_results_value(0, new_cookie)
+            )
+            done(rc.SUCCESS, controls=(control,))
+            return
+        await self._finish_search(stop, state.cursor, plan.leaf, viewer, done, no_paging())
+
+    def _prepare(self, request: SearchRequest, plan: Any, viewer: Viewer) -> PreparedSearch:
+        selection = Selection.parse(request.attributes, self.ctx.schema, request.types_only)
+        renderer = Renderer(self.ctx.dit, self.ctx.schema, selection)
+        return self.ctx.engine.prepare(plan, request.filter, renderer, viewer)
+
+    async def _finish_search(
+        self,
+        stop: Stop,
+        cursor: Cursor,
+        leaf: StoredEntries | None,
+        viewer: Viewer,
+        done: Callable[..., None],
+        controls: tuple[Control, ...],
+    ) -> None:
+        if stop is Stop.CANCELLED:
+            return
+        if stop is Stop.TIME:
+            done(rc.TIME_LIMIT_EXCEEDED, "time limit exceeded", controls=controls)
+            return
+        if stop is Stop.LIMIT:
+            done(rc.SIZE_LIMIT_EXCEEDED, "size limit exceeded", controls=controls)
+            return
+        if cursor.returned == 0 and leaf is not None:
+            if not await self.ctx.engine.exists(leaf, viewer):
+                done(
+                    rc.NO_SUCH_OBJECT,
+                    matched=self.ctx.dit.container_dn(leaf.kind),
+                    controls=controls,
+                )
+                return
+        done(rc.SUCCESS, controls=controls)
+
+    def _root_dse_attributes(self) -> list[tuple[str, list[str]]]:
+        starttls = self.ctx.tls_options is not None and not self.tls_active
+        return rootdse.root_dse_attributes(self.ctx.dit.base_dn, starttls)
+
+    def _special_entry(
+        self,
+        mid: int,
+        request: SearchRequest,
+        attrs: list[tuple[str, list[str]]],
+        user_attrs: frozenset[str],
+        dn: str = "",
+    ) -> None:
+        if rootdse.matches(request.filter, attrs, self.ctx.schema):
+            selected = rootdse.select_special(
+                attrs, request.attributes, self.ctx.schema, request.types_only, user_attrs
+            )
+            self._write(codec.encode_search_entry(mid, dn, selected))
+
+    # -- compare ------------------------------------------------------------------------
+
+    async def _compare(self, message: LDAPMessage, op: Operation) -> None:
+        request = message.request
+        assert isinstance(request, CompareRequest)
+        mid = message.message_id
+
+        def answer(code: int, text: str = "", matched: str = "") -> None:
+            if not op.abandoned:
+                self._write(codec.encode_compare_response(mid, LDAPResult(code, text, matched)))
+
+        if self.ctx.schema.lookup(request.attr) is None:
+            answer(rc.UNDEFINED_ATTRIBUTE_TYPE, f"unknown attribute {request.attr}")
+            return
+        try:
+            dn = parse_dn(request.dn)
+        except DNError as exc:
+            answer(rc.INVALID_DN_SYNTAX, f"invalid DN: {exc}")
+            return
+        viewer = self._viewer()
+        if not viewer.may_read_directory:
+            answer(rc.NO_SUCH_OBJECT)
+            return
+        try:
+            plan = self.ctx.dit.plan(dn, SCOPE_BASE)
+        except NoSuchBase as missing:
+            answer(rc.NO_SUCH_OBJECT, matched=missing.matched_dn)
+            return
+        assertion: Filter = Equality(request.attr, request.value)
+        renderer = Renderer(
+            self.ctx.dit, self.ctx.schema, Selection.parse(["1.1"], self.ctx.schema)
+        )
+        prepared = self.ctx.engine.prepare(plan, assertion, renderer, viewer)
+        found: list[Entry] = []
+        cursor = Cursor()
+        await self.ctx.engine.stream(prepared, cursor, 1, found.append, lambda: op.abandoned, None)
+        if found:
+            answer(rc.COMPARE_TRUE)
+        elif plan.leaf is not None and not await self.ctx.engine.exists(plan.leaf, viewer):
+            answer(rc.NO_SUCH_OBJECT, matched=self.ctx.dit.container_dn(plan.leaf.kind))
+        else:
+            answer(rc.COMPARE_FALSE)
+
+    # -- extended operations ------------------------------------------------------------
+
+    async def _extended(self, message: LDAPMessage, op: Operation) -> None:
+        request = message.request
+        assert isinstance(request, ExtendedRequest)
+        mid = message.message_id
+        if request.name == rootdse.START_TLS:
+            self._start_tls(mid)
+        elif request.name == rootdse.WHO_AM_I:
+            value = b"" if self.identity is None else f"dn:{self.identity.dn}".encode()
+            self._write(codec.encode_extended_response(mid, LDAPResult(rc.SUCCESS), value=value))
+        elif request.name == rootdse.PASSWORD_MODIFY:
+            await self._password_modify(mid, request, op)
+        else:
+            self._write(
+                codec.encode_extended_response(
+                    mid,
+                    LDAPResult(rc.PROTOCOL_ERROR, f"unsupported extended operation {request.name}"),
+                )
+            )
+
+    def _start_tls(self, mid: int) -> None:
+        def answer(code: int, text: str = "") -> None:
+            self._write(
+                codec.encode_extended_response(mid, LDAPResult(code, text), name=rootdse.START_TLS)
+            )
+
+        if self.tls_active:
+            answer(rc.OPERATIONS_ERROR, "TLS is already active on this connection")
+            return
+        if self.ctx.tls_options is None:
+            answer(rc.UNAVAILABLE, "TLS is not configured on this server")
+            return
+        if len(self.operations) > 1:
+            answer(rc.OPERATIONS_ERROR, "other operations are outstanding")
+            return
+        answer(rc.SUCCESS)
+        self._tx.startTLS(self.ctx.tls_options)
+        self.tls_active = True
+
+    async def _password_modify(self, mid: int, request: ExtendedRequest, op: Operation) -> None:
+        def answer(code: int, text: str = "", value: bytes | None = None) -> None:
+            if not op.abandoned:
+                self._write(
+                    codec.encode_extended_response(mid, LDAPResult(code, text), value=value)
+                )
+
+        try:
+            identity, old, new = codec.decode_password_modify_value(request.value)
+        except ValueError:
+            answer(rc.PROTOCOL_ERROR, "malformed password modify request value")
+            return
+        if self.identity is None:
+            answer(
+                rc.UNWILLING_TO_PERFORM, "bind first: only a bound account can change its password"
+            )
+            return
+        if identity and not self._names_self(identity):
+            answer(
+                rc.INSUFFICIENT_ACCESS_RIGHTS,
+                "changing another account's password is not permitted",
+            )
+            return
+        if not old:
+            answer(
+                rc.UNWILLING_TO_PERFORM,
+                "the current password is required (ldappasswd -a OLD or -A)",
+            )
+            return
+        generated = None
+        if not new:
+            generated = generate_password().encode()
+            new = generated
+        try:
+            await self.ctx.run_blocking(
+                self.ctx.authenticator.change_password, self.identity.name, old, new
+            )
+        except WrongPassword as exc:
+            log.info("password change refused for %s from %s: %s", self.identity.dn, self.peer, exc)
+            answer(rc.INVALID_CREDENTIALS, str(exc))
+            return
+        except PasswordRejected as exc:
+            answer(rc.CONSTRAINT_VIOLATION, str(exc))
+            return
+        log.info("password changed by %s from %s", self.identity.dn, self.peer)
+        answer(rc.SUCCESS, value=codec.encode_password_modify_response_value(generated))
+
+    def _names_self(self, identity: str) -> bool:
+        assert self.identity is not None
+        text = identity
+        if text.lower().startswith("dn:"):
+            text = text[3:]
+        elif text.lower().startswith("u:"):
+            return text[2:].lower() == self.identity.name.lower()
+        name = self.ctx.dit.parse_entry_name(text, Kind.USER)
+        return name is not None and name.lower() == self.identity.name.lower()
+
+
+class LDAPServerFactory(protocol.ServerFactory):
+    def __init__(self, ctx: ServerContext, tls_active: bool = False) -> None:
+        self.ctx = ctx
+        self.tls_active = tls_active
+
+    def buildProtocol(self, addr: IAddress | None) -> LDAPConnection:
+        conn = LDAPConnection(self.ctx, self.tls_active)
+        conn.factory = self
+        return conn
