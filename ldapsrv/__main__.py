@@ -1,0 +1,3 @@
+from ldapsrv.cli import main
+
+raise SystemExit(main())

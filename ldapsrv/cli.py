@@ -1,0 +1,172 @@
+"""The ``ldapsrv`` command: argument parsing only, then hand over.
+
+ldapsrv serve [--config FILE] [overrides]   run the server
+ldapsrv db upgrade [--config FILE]          create or migrate the database schema
+ldapsrv user ... / ldapsrv group ...        manage the directory over the control socket
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ldapsrv import __version__
+from ldapsrv.config import Config, ConfigError, load_config
+
+SERVE_OVERRIDES = {
+    "listen": "server.listen",
+    "ldaps_listen": "server.ldaps_listen",
+    "database": "database.url",
+    "base_dn": "server.base_dn",
+    "data_dir": "server.data_dir",
+    "control_socket": "server.control_socket",
+    "tls_cert": "tls.cert",
+    "tls_key": "tls.key",
+}
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ldapsrv.admin.cli import add_admin_commands
+
+    parser = argparse.ArgumentParser(
+        prog="ldapsrv",
+        description="LDAP directory server for people, groups and service accounts.",
+    )
+    parser.add_argument("--version", action="version", version=f"ldapsrv {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    serve = commands.add_parser("serve", help="run the LDAP server")
+    _config_args(serve)
+    serve.add_argument("--listen", metavar="HOST:PORT", help='plain LDAP + StartTLS ("" = off)')
+    serve.add_argument("--ldaps-listen", metavar="HOST:PORT", help='LDAPS listener ("" = off)')
+    serve.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
+    serve.add_argument("--base-dn", metavar="DN", help="naming context, e.g. dc=example,dc=org")
+    serve.add_argument("--data-dir", metavar="DIR", help="SQLite file, dev certificate, socket")
+    serve.add_argument("--control-socket", metavar="PATH", help="admin control socket path")
+    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain)")
+    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
+    db_commands.required = True
+    upgrade = db_commands.add_parser("upgrade", help="create or migrate the schema to this version")
+    _config_args(upgrade)
+    upgrade.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
+    upgrade.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
+    status = db_commands.add_parser("status", help="show the schema revision")
+    _config_args(status)
+    status.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
+    status.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
+
+    add_admin_commands(commands)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    overrides = {
+        key: getattr(args, attr)
+        for attr, key in SERVE_OVERRIDES.items()
+        if getattr(args, attr, None) is not None
+    }
+    return load_config(args.config, overrides)
+
+
+def _setup_logging(level: str) -> None:
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
+
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def _serve(config: Config) -> int:
+    from twisted.internet import reactor
+
+    from ldapsrv.service import StartupError, make_service
+
+    _setup_logging(config.log_level)
+    log = logging.getLogger("ldapsrv")
+    try:
+        built = make_service(config, reactor)
+        built.service.startService()
+    except StartupError as exc:
+        print(f"ldapsrv: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a port in use, an unreadable file: say which
+        print(f"ldapsrv: error: cannot start: {exc}", file=sys.stderr)
+        return 1
+    listeners = [
+        f"ldap://{config.listen}" if config.listen else "",
+        f"ldaps://{config.ldaps_listen}" if config.ldaps_listen else "",
+    ]
+    log.info(
+        "ldapsrv ready: %s, base %s, control socket %s",
+        " ".join(x for x in listeners if x),
+        config.base_dn,
+        config.control_socket,
+    )
+    reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return 0
+
+
+def _db(args: argparse.Namespace, config: Config) -> int:
+    from ldapsrv.errors import StoreUnavailable
+    from ldapsrv.store.engine import make_engine
+    from ldapsrv.store.schema_version import current_revision, head_revision, upgrade
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.db_command == "upgrade":
+            revision = upgrade(config.database_url)
+            print(f"database schema is at revision {revision}")
+            return 0
+        engine = make_engine(config.database_url)
+        current = current_revision(engine)
+        head = head_revision()
+        print(f"database schema revision: {current or 'none (empty database)'}")
+        print(f"this ldapsrv needs:       {head}")
+        return 0 if current == head else 3
+    except StoreUnavailable as exc:
+        print(f"ldapsrv: error: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("serve", "db"):
+        try:
+            config = _load(args)
+        except ConfigError as exc:
+            print(f"ldapsrv: error: configuration: {exc}", file=sys.stderr)
+            return 2
+        if args.command == "serve":
+            return _serve(config)
+        return _db(args, config)
+    from ldapsrv.admin.cli import run_admin_command
+
+    return run_admin_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

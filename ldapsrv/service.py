@@ -1,0 +1,115 @@
+"""The one place that wires every layer together: ``make_service(config, reactor)``.
+
+Start-up work that may fail (schema check, TLS material, ports) happens here
+and raises ``StartupError`` with a message an admin can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.application import internet, service
+from twisted.internet import ssl
+
+from ldapsrv.admin.context import AdminContext
+from ldapsrv.admin.server import ControlSocketService
+from ldapsrv.auth.binding import PasswordAuthenticator
+from ldapsrv.blocking import Blocking
+from ldapsrv.config import Config
+from ldapsrv.directory.dit import Dit
+from ldapsrv.directory.schema import load_schema
+from ldapsrv.errors import SchemaOutdated, StoreUnavailable
+from ldapsrv.ldap.search import SearchEngine
+from ldapsrv.ldap.server import LDAPServerFactory, ServerContext, ServerSettings
+from ldapsrv.store.directory import SqlDirectory
+from ldapsrv.store.engine import make_engine
+from ldapsrv.store.schema_version import check_schema
+from ldapsrv.tls import CertificateError, ensure_dev_certificate, load_server_context
+
+log = logging.getLogger("ldapsrv.service")
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why and what to do."""
+
+
+@dataclass(slots=True)
+class Built:
+    service: service.MultiService
+    directory: SqlDirectory
+    blocking: Blocking
+
+
+def tls_options(config: Config) -> ssl.CertificateOptions:
+    try:
+        if config.tls_cert is not None and config.tls_key is not None:
+            return load_server_context(config.tls_cert, config.tls_key)
+        dev = ensure_dev_certificate(config.data_dir)
+    except CertificateError as exc:
+        raise StartupError(str(exc)) from exc
+    log.warning(
+        "no tls.cert configured: using the development certificate %s "
+        "(clients must trust the CA %s)",
+        dev.cert_path,
+        dev.ca_path,
+    )
+    return load_server_context(dev.cert_path, dev.key_path)
+
+
+def make_service(config: Config, reactor: Any) -> Built:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url, pool_size=config.database_pool_size)
+    try:
+        check_schema(engine)
+    except SchemaOutdated as exc:
+        raise StartupError(str(exc)) from exc
+    except StoreUnavailable as exc:
+        raise StartupError(f"cannot reach the database: {exc}") from exc
+    directory = SqlDirectory(
+        engine,
+        uid_range=config.uid_range,
+        gid_range=config.gid_range,
+        default_primary_group=config.default_primary_group,
+        home_template=config.home_template,
+        default_shell=config.default_shell,
+    )
+    blocking = Blocking(reactor, config.worker_threads)
+    schema = load_schema()
+    dit = Dit(config.base_dn)
+    options = tls_options(config)
+    ctx = ServerContext(
+        settings=ServerSettings(
+            max_pdu_bytes=config.max_pdu_bytes,
+            max_filter_depth=config.max_filter_depth,
+            size_limit=config.size_limit,
+            time_limit=config.time_limit,
+            anonymous_read=config.anonymous_read,
+        ),
+        dit=dit,
+        schema=schema,
+        engine=SearchEngine(dit, schema, directory, blocking, config.search_batch_size),
+        authenticator=PasswordAuthenticator(directory, config.bcrypt_cost),
+        tls_options=options,
+        run_blocking=blocking.run,
+    )
+    top = service.MultiService()
+    if config.listen is not None:
+        plain = internet.TCPServer(  # type: ignore[attr-defined]
+            config.listen.port, LDAPServerFactory(ctx), interface=config.listen.host
+        )
+        plain.setServiceParent(top)
+    if config.ldaps_listen is not None:
+        secure = internet.SSLServer(  # type: ignore[attr-defined]
+            config.ldaps_listen.port,
+            LDAPServerFactory(ctx, tls_active=True),
+            options,
+            interface=config.ldaps_listen.host,
+        )
+        secure.setServiceParent(top)
+    admin = AdminContext(directory=directory, blocking=blocking, config=config)
+    ControlSocketService(
+        reactor, config.control_socket, config.control_socket_mode, admin
+    ).setServiceParent(top)
+    return Built(top, directory, blocking)
