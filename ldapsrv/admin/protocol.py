@@ -259,6 +259,8 @@ def _valid_id(value: object) -> bool:
 class ControlFactory(Factory):
     """Builds a ControlProtocol per connection, all sharing one registry and context."""
 
+    noisy = False  # ControlProtocol logs connections itself, with the peer's uid/pid
+
     def __init__(
         self,
         registry: CommandRegistry,
