@@ -1,0 +1,259 @@
+"""Engines for SQLite, PostgreSQL and MariaDB, and the one way statements run.
+
+``make_engine`` configures each backend so the same store code behaves the
+same on all three. ``run`` executes one unit of work in one short transaction,
+retries what a database asks to be retried (deadlocks, serialization failures,
+a unique-key race with a concurrent writer) and turns operational failures into
+``StoreUnavailable`` so callers above the store never see a driver exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from ldapsrv.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WRITE_OPTION = "ldapsrv_write"
+"""Execution option marking a connection whose transaction will write. On
+SQLite it makes the transaction start with ``BEGIN IMMEDIATE``."""
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT_S = 5
+
+_PG_RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+_MYSQL_RETRYABLE = frozenset({1213, 1020})  # deadlock; record changed since last read
+
+
+def backend_name(engine_or_url: Engine | URL | str) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB speaks the mysql dialect)."""
+    if isinstance(engine_or_url, Engine):
+        name = engine_or_url.dialect.name
+    else:
+        name = make_url(engine_or_url).get_backend_name()
+    return "mysql" if name == "mariadb" else name
+
+
+def _sqlite_lower(value: Any) -> Any:
+    # SQLite's built-in lower() folds ASCII only; Python's folds all of Unicode,
+    # which is what the other backends do and what case-insensitive LDAP
+    # matching (caseIgnoreMatch) means for names like "Émile".
+    return value.lower() if isinstance(value, str) else value
+
+
+def _configure_sqlite(engine: Engine, *, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the sqlite3 module (it would not
+        # emit BEGIN before SELECTs, and never BEGIN IMMEDIATE); see _on_begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if not in_memory:
+                # WAL: readers never block the writer nor each other.
+                cursor.execute("PRAGMA journal_mode = WAL")
+                # NORMAL is durable across application crashes in WAL mode and
+                # avoids an fsync per commit.
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            # ON DELETE CASCADE on memberships needs this on every connection.
+            cursor.execute("PRAGMA foreign_keys = ON")
+            # LIKE is case-insensitive on SQLite by default; the filter compiler
+            # lower()s both sides when it wants that, and needs LIKE to be
+            # exact otherwise, as on PostgreSQL and MariaDB (binary collation).
+            cursor.execute("PRAGMA case_sensitive_like = ON")
+        finally:
+            cursor.close()
+        dbapi_connection.create_function("lower", 1, _sqlite_lower, deterministic=True)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred BEGIN that later writes must upgrade its read lock to a
+        # write lock, and two such transactions fail with "database is locked"
+        # without waiting. BEGIN IMMEDIATE takes the write lock up front (and
+        # waits busy_timeout for it), so concurrent writers, in this process
+        # or another, queue up instead.
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, *, pool_size: int = 8) -> Engine:
+    """An Engine for ``url`` configured for the store.
+
+    ``sqlite:///<path>`` (the default backend), ``postgresql+psycopg2://...`` or
+    ``mysql+pymysql://...`` (MariaDB). ``pool_size`` should match the number of
+    threads that run store calls; the pool may grow by as many again under bursts.
+    """
+    parsed = make_url(url)
+    backend = backend_name(parsed)
+    if backend == "sqlite":
+        database = parsed.database or ""
+        in_memory = database in ("", ":memory:") or "mode=memory" in str(parsed)
+        kwargs: dict[str, Any] = {
+            "connect_args": {
+                "check_same_thread": False,
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+            }
+        }
+        if not in_memory:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+        engine = create_engine(parsed, **kwargs)
+        _configure_sqlite(engine, in_memory=in_memory)
+        return engine
+    if backend == "postgresql":
+        return create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+            isolation_level="READ COMMITTED",
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "ldapsrv"},
+        )
+    if backend == "mysql":
+        if "charset" not in parsed.query:
+            # Without it pymysql may pick a 3-byte utf8 and mangle emoji and
+            # other astral characters.
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        return create_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            # Below MariaDB's default wait_timeout (8 h) so idle connections
+            # are replaced before the server drops them.
+            pool_recycle=3600,
+            # Same visibility rules as PostgreSQL: each statement sees what
+            # was committed before it, and InnoDB takes no gap locks.
+            isolation_level="READ COMMITTED",
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+        )
+    raise ValueError(
+        f"unsupported database URL scheme {parsed.drivername!r}: "
+        "use sqlite:///PATH, postgresql+psycopg2://... or mysql+pymysql://..."
+    )
+
+
+def _error_code(exc: DBAPIError) -> str | int | None:
+    orig = exc.orig
+    pgcode = getattr(orig, "pgcode", None)
+    if isinstance(pgcode, str):
+        return pgcode
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for errors that mean "run the same transaction again": deadlocks
+    and serialization failures. Nothing was committed."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = _error_code(exc)
+    return code in _PG_RETRYABLE or code in _MYSQL_RETRYABLE
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors that say the database cannot serve us right now
+    (refused, lost or timed-out connections, a locked SQLite file, a full
+    pool), as opposed to a bug in a statement."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    """The StoreUnavailable to raise for ``exc``, with the driver's reason."""
+    orig = getattr(exc, "orig", None) or exc
+    reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return StoreUnavailable(f"database unavailable: {reason}")
+
+
+@contextmanager
+def mapped_errors() -> Iterator[None]:
+    """Turn operational database errors raised inside into StoreUnavailable."""
+    try:
+        yield
+    except (DBAPIError, PoolTimeoutError) as exc:
+        if is_unavailable(exc):
+            raise unavailable(exc) from exc
+        raise
+
+
+def run(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    write: bool,
+    attempts: int = 6,
+) -> T:
+    """Run ``work`` in one transaction and return its result.
+
+    The transaction commits when ``work`` returns and rolls back when it
+    raises. It is retried (with a short randomised back-off) when the database
+    reports a deadlock or serialization failure, when a write hits a unique
+    or foreign-key violation (a concurrent writer got there first: the retry's
+    own checks then see that writer's row and raise the right domain error, or
+    allocate another number), and once when a read loses its connection. What
+    still fails is raised: operational errors as StoreUnavailable, domain
+    errors from ``work`` unchanged.
+    """
+    lost_connection_retries = 0 if write else 1
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: write})
+                with conn.begin():
+                    return work(conn)
+        except IntegrityError as exc:
+            if not write or attempt >= attempts:
+                raise
+            log.debug("integrity error, retrying (attempt %d): %s", attempt, exc.orig)
+        except (DBAPIError, PoolTimeoutError) as exc:
+            if is_retryable(exc):
+                if attempt >= attempts:
+                    raise StoreUnavailable(
+                        f"database kept aborting the transaction after {attempt} attempts: "
+                        f"{unavailable(exc).args[0].removeprefix('database unavailable: ')}"
+                    ) from exc
+                log.debug("retryable database error (attempt %d): %s", attempt, exc)
+            elif (
+                isinstance(exc, DBAPIError)
+                and exc.connection_invalidated
+                and lost_connection_retries > 0
+            ):
+                lost_connection_retries -= 1
+                log.info("database connection lost during a read, retrying once")
+                continue
+            elif is_unavailable(exc):
+                raise unavailable(exc) from exc
+            else:
+                raise
+        time.sleep(random.uniform(0.005, 0.02) * attempt)
