@@ -651,6 +651,8 @@ class LDAPConnection(protocol.Protocol):
 
 
 class LDAPServerFactory(protocol.ServerFactory):
+    noisy = False  # one log line per listener is enough; connections are logged on bind
+
     def __init__(self, ctx: ServerContext, tls_active: bool = False) -> None:
         self.ctx = ctx
         self.tls_active = tls_active
