@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ldapsrv import __version__
 from ldapsrv.config import Config, ConfigError, load_config
@@ -94,13 +95,16 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
-    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    text: Any = textFileLogObserver(sys.stderr)
+    observer: Any = FilteringLogObserver(text, [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
 
 
 def _serve(config: Config) -> int:
-    from twisted.internet import reactor
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor
 
     from ldapsrv.service import StartupError, make_service
 
@@ -125,8 +129,8 @@ def _serve(config: Config) -> int:
         config.base_dn,
         config.control_socket,
     )
-    reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)
+    reactor.run()
     return 0
 
 

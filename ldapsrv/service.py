@@ -37,7 +37,7 @@ class StartupError(Exception):
 
 @dataclass(slots=True)
 class Built:
-    service: service.MultiService
+    service: Any  # a twisted MultiService (Twisted's service API is untyped)
     directory: SqlDirectory
     blocking: Blocking
 
@@ -94,14 +94,14 @@ def make_service(config: Config, reactor: Any) -> Built:
         tls_options=options,
         run_blocking=blocking.run,
     )
-    top = service.MultiService()
+    top: Any = service.MultiService()  # type: ignore[no-untyped-call]
     if config.listen is not None:
-        plain = internet.TCPServer(  # type: ignore[attr-defined]
+        plain: Any = internet.TCPServer(  # type: ignore[no-untyped-call]
             config.listen.port, LDAPServerFactory(ctx), interface=config.listen.host
         )
         plain.setServiceParent(top)
     if config.ldaps_listen is not None:
-        secure = internet.SSLServer(  # type: ignore[attr-defined]
+        secure: Any = internet.SSLServer(  # type: ignore[no-untyped-call]
             config.ldaps_listen.port,
             LDAPServerFactory(ctx, tls_active=True),
             options,
@@ -109,7 +109,8 @@ def make_service(config: Config, reactor: Any) -> Built:
         )
         secure.setServiceParent(top)
     admin = AdminContext(directory=directory, blocking=blocking, config=config)
-    ControlSocketService(
+    control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin
-    ).setServiceParent(top)
+    )
+    control.setServiceParent(top)
     return Built(top, directory, blocking)
