@@ -203,10 +203,10 @@ class InMemoryDirectory:
                 raise NotFound(f"{user!r} is not a member of {group!r}")
             self._members[group_key].discard(user_key)
 
-    def set_password_hash(self, name: str, hash: str) -> None:
+    def set_password_hash(self, name: str, password_hash: str) -> None:
         with self._lock:
             key = self._user(name).name.lower()
-            self.password_hashes[key] = hash
+            self.password_hashes[key] = password_hash
 
 
 def _serve(argv: list[str] | None = None) -> int:
