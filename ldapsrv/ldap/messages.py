@@ -145,9 +145,7 @@ class RequestRejected(Exception):
     ``request_type`` (no response for Abandon/Unbind) and keeps the connection.
     """
 
-    def __init__(
-        self, message_id: int, request_type: type, result_code: int, message: str
-    ) -> None:
+    def __init__(self, message_id: int, request_type: type, result_code: int, message: str) -> None:
         super().__init__(message)
         self.message_id = message_id
         self.request_type = request_type
