@@ -1,0 +1,197 @@
+"""In-memory stand-ins for the store and the thread pool, for fast protocol tests.
+
+``FakeDirectory`` implements ``ldapsrv.directory.ports.DirectoryReader`` by
+evaluating predicate trees in Python with RFC 4511's three-valued logic: small
+and obviously right, so that protocol tests check the protocol, not a database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from twisted.internet import defer
+
+from ldapsrv.directory import predicates as p
+from ldapsrv.directory.records import Credentials, GroupRecord, UserRecord
+
+T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def user(id: int, name: str, *, groups: Iterable[str] = (), **fields: Any) -> UserRecord:
+    values: dict[str, Any] = {
+        "uuid": f"00000000-0000-4000-8000-{id:012d}",
+        "uid_number": 10000 + id,
+        "gid_number": 10000,
+        "display_name": name.title(),
+        "given_name": name.title(),
+        "surname": "Example",
+        "mail": f"{name}@example.org",
+        "home_directory": f"/home/{name}",
+        "login_shell": "/bin/bash",
+        "gecos": None,
+        "created": T0,
+        "modified": T0,
+    }
+    values.update(fields)
+    return UserRecord(id=id, name=name, group_names=tuple(groups), **values)
+
+
+def group(id: int, name: str, *, members: Iterable[str] = (), **fields: Any) -> GroupRecord:
+    values: dict[str, Any] = {
+        "uuid": f"00000000-0000-4000-9000-{id:012d}",
+        "gid_number": 10000 + id,
+        "description": None,
+        "created": T0,
+        "modified": T0,
+    }
+    values.update(fields)
+    return GroupRecord(id=id, name=name, member_names=tuple(members), **values)
+
+
+def _kleene_and(results: Iterable[bool | None]) -> bool | None:
+    out: bool | None = True
+    for r in results:
+        if r is False:
+            return False
+        if r is None:
+            out = None
+    return out
+
+
+def _kleene_or(results: Iterable[bool | None]) -> bool | None:
+    out: bool | None = False
+    for r in results:
+        if r is True:
+            return True
+        if r is None:
+            out = None
+    return out
+
+
+def _fold(value: object, case_exact: bool) -> object:
+    return value if case_exact or not isinstance(value, str) else value.casefold()
+
+
+def holds(pred: p.Predicate, record: UserRecord | GroupRecord) -> bool | None:
+    """Three-valued truth of ``pred`` for one record (NULL field -> FALSE)."""
+    match pred:
+        case p.Const(value):
+            return value
+        case p.AllOf(items):
+            return _kleene_and(holds(i, record) for i in items)
+        case p.AnyOf(items):
+            return _kleene_or(holds(i, record) for i in items)
+        case p.Negation(item):
+            r = holds(item, record)
+            return None if r is None else not r
+        case p.FieldEquals(name, value, case_exact):
+            actual = getattr(record, name)
+            return actual is not None and _fold(actual, case_exact) == _fold(value, case_exact)
+        case p.FieldSubstrings(name, initial, any_, final, case_exact):
+            actual = getattr(record, name)
+            if actual is None:
+                return False
+            rx = re.escape(initial or "")
+            for piece in any_:
+                rx += ".*" + re.escape(piece)
+            rx += ".*" + re.escape(final or "")
+            flags = re.DOTALL | (0 if case_exact else re.IGNORECASE)
+            return re.fullmatch(rx, actual, flags) is not None
+        case p.FieldCompare(name, op, value):
+            actual = getattr(record, name)
+            if actual is None:
+                return False
+            return bool(actual >= value if op == ">=" else actual <= value)
+        case p.FieldPresent(name):
+            return getattr(record, name) is not None
+        case p.InGroup(group_name):
+            assert isinstance(record, UserRecord)
+            return group_name.casefold() in {g.casefold() for g in record.group_names}
+        case p.HasMember(account_name):
+            assert isinstance(record, GroupRecord)
+            return account_name.casefold() in {m.casefold() for m in record.member_names}
+        case p.HasAnyMember():
+            assert isinstance(record, GroupRecord)
+            return bool(record.member_names)
+        case p.InAnyGroup():
+            assert isinstance(record, UserRecord)
+            return bool(record.group_names)
+    raise TypeError(f"not a predicate: {pred!r}")
+
+
+@dataclass
+class FakeDirectory:
+    """A ``DirectoryReader`` over lists of records, ordered by id like the store."""
+
+    users: list[UserRecord] = field(default_factory=list)
+    groups: list[GroupRecord] = field(default_factory=list)
+    password_hashes: dict[str, str] = field(default_factory=dict)  # lower-case name -> hash
+    disabled: set[str] = field(default_factory=set)
+    calls: list[tuple[str, object]] = field(default_factory=list)
+
+    def _select(
+        self,
+        records: list[Any],
+        predicate: p.Predicate,
+        after_id: int,
+        limit: int,
+        name: str | None,
+    ) -> list[Any]:
+        out = []
+        for record in sorted(records, key=lambda r: r.id):
+            if record.id <= after_id:
+                continue
+            if name is not None and record.name.casefold() != name.casefold():
+                continue
+            if holds(predicate, record) is True:
+                out.append(record)
+            if len(out) == limit:
+                break
+        return out
+
+    def search_users(
+        self, predicate: p.Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+    ) -> list[UserRecord]:
+        self.calls.append(("search_users", predicate))
+        return self._select(self.users, predicate, after_id, limit, name)
+
+    def search_groups(
+        self, predicate: p.Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+    ) -> list[GroupRecord]:
+        self.calls.append(("search_groups", predicate))
+        return self._select(self.groups, predicate, after_id, limit, name)
+
+    def get_credentials(self, name: str) -> Credentials | None:
+        self.calls.append(("get_credentials", name))
+        for record in self.users:
+            if record.name.casefold() == name.casefold():
+                return Credentials(
+                    account_id=record.id,
+                    name=record.name,
+                    password_hash=self.password_hashes.get(record.name.casefold()),
+                    disabled=record.name.casefold() in self.disabled,
+                )
+        return None
+
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        self.calls.append(("set_password_hash", name))
+        self.password_hashes[name.casefold()] = password_hash
+
+
+def run_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
+    """The thread pool, synchronously: the result (or failure) is ready at once."""
+    try:
+        return defer.succeed(fn(*args, **kwargs))
+    except Exception:
+        return defer.fail()
+
+
+class ImmediateBlocking:
+    """What ``SearchEngine`` needs from ``ldapsrv.blocking.Blocking``: ``run``."""
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
+        return run_blocking(fn, *args, **kwargs)
