@@ -54,7 +54,7 @@ def _parse_value(text: str, pos: int) -> tuple[str, int]:
                 raise DNError(f"invalid escape \\{nxt} at position {pos}")
             last_significant = len(out)
             continue
-        if ch in '"<>=' or ch == "\x00":
+        if ch in '"<>' or ch == "\x00":
             raise DNError(f"unescaped {ch!r} in value at position {pos}")
         out += ch.encode("utf-8", "surrogatepass")
         if ch != " ":
