@@ -1,0 +1,702 @@
+"""SqlDirectory: users and groups in SQL, for the LDAP layer and the admin plane.
+
+Every public method is one short transaction through ``engine.run``: safe to
+call from many threads at once (the caller runs them in a thread pool; nothing
+here touches the reactor), retried on deadlocks and races, and failing with a
+domain error (NotFound, AlreadyExists, InvalidValue, RangeExhausted,
+StoreUnavailable) rather than a driver exception.
+
+Reads are built for paging: ``search_*`` return at most ``limit`` rows with
+``id > after_id`` in id order, the filter compiled to SQL, and the memberships
+of the whole batch fetched with one more query, so a page costs two queries
+whatever its size.
+
+uid and gid numbers come from monotonic counters (the ``id_allocators`` rows),
+never from "max + 1": a number handed out once is not handed out again after
+its owner is deleted, so files a deleted user owned never become a new user's.
+The counter row is locked (``SELECT ... FOR UPDATE``; on SQLite the write
+transaction's ``BEGIN IMMEDIATE``) for the length of the allocating
+transaction, which keeps numbers unique across servers sharing a database.
+Numbers an admin assigned explicitly are skipped. The one number that can come
+back is an explicitly assigned one above the counter whose owner was deleted
+before the counter reached it: nothing remembers it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, delete, exists, insert, select, update
+from sqlalchemy.engine import Connection
+
+from ldapsrv.directory.names import validate_account_name, validate_group_name
+from ldapsrv.directory.predicates import TRUE, Predicate
+from ldapsrv.directory.records import Credentials, GroupRecord, UserRecord
+from ldapsrv.errors import AlreadyExists, InvalidValue, NotFound, RangeExhausted
+from ldapsrv.store.engine import run
+from ldapsrv.store.models import accounts, groups, id_allocators, memberships, utcnow
+from ldapsrv.store.sqlfilter import compile_condition
+
+MAX_ID_NUMBER = 2**31 - 1
+"""uid/gid numbers are signed 32-bit INTEGER columns on every backend."""
+
+MAX_TEXT_LENGTH = 255
+"""Width of the optional text columns (display name, mail, ...)."""
+
+_ALLOCATION_WINDOW = 1024
+"""How many taken numbers the allocator reads at a time while skipping."""
+
+_IN_CHUNK = 20000
+"""Ids per IN list: below SQLite's 32766-variable limit, and far above any
+page size, so a page's memberships are one query in practice."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+IdKind = Literal["uid", "gid"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """What an admin supplies to create a user; everything but the name is optional.
+
+    ``uid_number``/``gid_number`` None means allocate: the uid from the uid
+    range, the primary group being the directory's default primary group.
+    ``home_directory``/``login_shell`` None means the directory's template and
+    default shell. Empty strings mean None.
+    """
+
+    name: str
+    password_hash: str | None = None
+    uid_number: int | None = None
+    gid_number: int | None = None
+    display_name: str | None = None
+    given_name: str | None = None
+    surname: str | None = None
+    mail: str | None = None
+    home_directory: str | None = None
+    login_shell: str | None = None
+    gecos: str | None = None
+
+
+_USER_COLUMNS = (
+    accounts.c.id,
+    accounts.c.uuid,
+    accounts.c.name,
+    accounts.c.uid_number,
+    accounts.c.gid_number,
+    accounts.c.display_name,
+    accounts.c.given_name,
+    accounts.c.surname,
+    accounts.c.mail,
+    accounts.c.home_directory,
+    accounts.c.login_shell,
+    accounts.c.gecos,
+    accounts.c.created_at,
+    accounts.c.modified_at,
+)
+
+_GROUP_COLUMNS = (
+    groups.c.id,
+    groups.c.uuid,
+    groups.c.name,
+    groups.c.gid_number,
+    groups.c.description,
+    groups.c.created_at,
+    groups.c.modified_at,
+)
+
+
+def _check_id_number(kind: IdKind, number: object) -> int:
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise InvalidValue(f"{kind} number must be an integer, got {number!r}")
+    if not 1 <= number <= MAX_ID_NUMBER:
+        # 0 is root: a directory must never hand out root's identity.
+        raise InvalidValue(f"{kind} number must be from 1 to {MAX_ID_NUMBER}, got {number}")
+    return number
+
+
+def _check_text(label: str, value: str | None, *, posix_field: bool = False) -> str | None:
+    """Validate an optional attribute; '' means absent.
+
+    Control characters are refused everywhere (they break LDIF, logs and
+    terminals); ``:`` is refused in fields that end up in a passwd line.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidValue(f"{label} must be a string, got {value!r}")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise InvalidValue(f"{label} must be at most {MAX_TEXT_LENGTH} characters long")
+    if _CONTROL.search(value):
+        raise InvalidValue(f"{label} must not contain control characters")
+    if posix_field and ":" in value:
+        raise InvalidValue(f"{label} must not contain ':' (it separates passwd fields)")
+    return value
+
+
+def _check_path(label: str, value: str | None) -> str | None:
+    value = _check_text(label, value, posix_field=True)
+    if value is not None and not value.startswith("/"):
+        raise InvalidValue(f"{label} must be an absolute path, got {value!r}")
+    return value
+
+
+def _check_range(kind: IdKind, bounds: tuple[int, int]) -> tuple[int, int]:
+    low, high = bounds
+    if not 1 <= low <= high <= MAX_ID_NUMBER:
+        raise ValueError(
+            f"{kind} range must satisfy 1 <= low <= high <= {MAX_ID_NUMBER}, got {low}-{high}"
+        )
+    return low, high
+
+
+class SqlDirectory:
+    """The directory's users and groups, stored in SQL. See the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        uid_range: tuple[int, int],
+        gid_range: tuple[int, int],
+        default_primary_group: str = "users",
+        home_template: str = "/home/{name}",
+        default_shell: str = "/bin/bash",
+    ) -> None:
+        self.engine = engine
+        self.uid_range = _check_range("uid", uid_range)
+        self.gid_range = _check_range("gid", gid_range)
+        self.default_primary_group = validate_group_name(default_primary_group)
+        try:
+            example = home_template.format(name="example")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"home template {home_template!r} must use only the {{name}} placeholder"
+            ) from exc
+        _check_path("home template", example)
+        self.home_template = home_template
+        checked_shell = _check_path("default shell", default_shell)
+        if checked_shell is None:
+            raise ValueError("default shell must not be empty")
+        self.default_shell = checked_shell
+
+    # ---------------------------------------------------------------- reads
+
+    def search_users(
+        self,
+        predicate: Predicate,
+        *,
+        after_id: int = 0,
+        limit: int,
+        name: str | None = None,
+    ) -> list[UserRecord]:
+        """Users matching ``predicate`` with ``id > after_id``, in id order, at most ``limit``.
+
+        ``name`` restricts the search to the user of that name (case-insensitive),
+        for base-scope reads of one entry. ``group_names`` is filled in.
+        """
+        condition = compile_condition(predicate, "users")
+        if condition is False or limit <= 0:
+            return []
+
+        def work(conn: Connection) -> list[UserRecord]:
+            query = select(*_USER_COLUMNS).where(
+                accounts.c.kind == "user", accounts.c.id > after_id
+            )
+            if name is not None:
+                query = query.where(accounts.c.name_lower == name.lower())
+            if condition is not True:
+                query = query.where(condition)
+            rows = conn.execute(query.order_by(accounts.c.id).limit(limit)).all()
+            return self._user_records(conn, rows)
+
+        return run(self.engine, work, write=False)
+
+    def search_groups(
+        self,
+        predicate: Predicate,
+        *,
+        after_id: int = 0,
+        limit: int,
+        name: str | None = None,
+    ) -> list[GroupRecord]:
+        """Groups matching ``predicate``; like ``search_users``, with ``member_names``."""
+        condition = compile_condition(predicate, "groups")
+        if condition is False or limit <= 0:
+            return []
+
+        def work(conn: Connection) -> list[GroupRecord]:
+            query = select(*_GROUP_COLUMNS).where(groups.c.id > after_id)
+            if name is not None:
+                query = query.where(groups.c.name_lower == name.lower())
+            if condition is not True:
+                query = query.where(condition)
+            rows = conn.execute(query.order_by(groups.c.id).limit(limit)).all()
+            return self._group_records(conn, rows)
+
+        return run(self.engine, work, write=False)
+
+    def get_user(self, name: str) -> UserRecord:
+        """The user called ``name`` (case-insensitive), or NotFound."""
+        found = self.search_users(TRUE, name=name, limit=1)
+        if not found:
+            raise NotFound(f'user "{name}" not found')
+        return found[0]
+
+    def get_group(self, name: str) -> GroupRecord:
+        """The group called ``name`` (case-insensitive), or NotFound."""
+        found = self.search_groups(TRUE, name=name, limit=1)
+        if not found:
+            raise NotFound(f'group "{name}" not found')
+        return found[0]
+
+    def list_users(self) -> list[UserRecord]:
+        """Every user, ordered by name (for admins; the LDAP side pages instead)."""
+
+        def work(conn: Connection) -> list[UserRecord]:
+            query = select(*_USER_COLUMNS).where(accounts.c.kind == "user")
+            rows = conn.execute(query.order_by(accounts.c.name_lower)).all()
+            return self._user_records(conn, rows)
+
+        return run(self.engine, work, write=False)
+
+    def list_groups(self) -> list[GroupRecord]:
+        """Every group, ordered by name."""
+
+        def work(conn: Connection) -> list[GroupRecord]:
+            rows = conn.execute(select(*_GROUP_COLUMNS).order_by(groups.c.name_lower)).all()
+            return self._group_records(conn, rows)
+
+        return run(self.engine, work, write=False)
+
+    def get_credentials(self, name: str) -> Credentials | None:
+        """What a bind as ``name`` (case-insensitive) needs, or None if no such account."""
+
+        def work(conn: Connection) -> Credentials | None:
+            row = conn.execute(
+                select(
+                    accounts.c.id,
+                    accounts.c.name,
+                    accounts.c.password_hash,
+                    accounts.c.disabled,
+                ).where(accounts.c.name_lower == name.lower())
+            ).first()
+            if row is None:
+                return None
+            return Credentials(
+                account_id=row.id,
+                name=row.name,
+                password_hash=row.password_hash,
+                disabled=bool(row.disabled),
+            )
+
+        return run(self.engine, work, write=False)
+
+    # --------------------------------------------------------------- writes
+
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        """Replace the password hash of user ``name``; NotFound if there is none."""
+        checked = _check_text("password hash", password_hash)
+        if checked is None:
+            raise InvalidValue("password hash must not be empty")
+
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(accounts)
+                .where(accounts.c.name_lower == name.lower(), accounts.c.kind == "user")
+                .values(password_hash=checked, modified_at=utcnow())
+            )
+            if result.rowcount == 0:
+                raise NotFound(f'user "{name}" not found')
+
+        run(self.engine, work, write=True)
+
+    def create_user(self, spec: NewUser) -> UserRecord:
+        """Create a user, allocating what ``spec`` leaves open.
+
+        Without a gid number the user's primary group is the default primary
+        group (created now, with an allocated gid, if it does not exist yet)
+        and the user is made a member of it, so ``id`` shows it by name.
+        """
+        name = validate_account_name(spec.name)
+        uid_number = None if spec.uid_number is None else _check_id_number("uid", spec.uid_number)
+        gid_number = None if spec.gid_number is None else _check_id_number("gid", spec.gid_number)
+        values: dict[str, Any] = {
+            "display_name": _check_text("display name", spec.display_name),
+            "given_name": _check_text("given name", spec.given_name),
+            "surname": _check_text("surname", spec.surname),
+            "mail": _check_text("mail", spec.mail),
+            "gecos": _check_text("gecos", spec.gecos, posix_field=True),
+            "home_directory": _check_path("home directory", spec.home_directory)
+            or self.home_template.format(name=name),
+            "login_shell": _check_path("login shell", spec.login_shell) or self.default_shell,
+            "password_hash": _check_text("password hash", spec.password_hash),
+        }
+
+        def work(conn: Connection) -> UserRecord:
+            now = utcnow()
+            self._refuse_existing_account(conn, name)
+            if uid_number is not None:
+                self._refuse_taken_number(conn, "uid", uid_number)
+            primary_group_id: int | None = None
+            gid = gid_number
+            if gid is None:
+                primary_group_id, gid = self._ensure_group(conn, self.default_primary_group, now)
+            # Lock order everywhere: gid counter before uid counter.
+            uid = uid_number if uid_number is not None else self._allocate(conn, "uid")
+            account_id = conn.execute(
+                insert(accounts).values(
+                    uuid=str(uuid.uuid4()),
+                    kind="user",
+                    name=name,
+                    name_lower=name.lower(),
+                    disabled=False,
+                    uid_number=uid,
+                    gid_number=gid,
+                    created_at=now,
+                    modified_at=now,
+                    **values,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            if primary_group_id is not None:
+                conn.execute(
+                    insert(memberships).values(group_id=primary_group_id, account_id=account_id)
+                )
+                self._touch_groups(conn, [primary_group_id], now)
+            return self._load_user(conn, account_id)
+
+        return run(self.engine, work, write=True)
+
+    def delete_user(self, name: str) -> None:
+        """Delete user ``name`` and its memberships (its groups count as modified)."""
+
+        def work(conn: Connection) -> None:
+            account_id = self._user_id(conn, name)
+            group_ids = (
+                conn.execute(
+                    select(memberships.c.group_id).where(memberships.c.account_id == account_id)
+                )
+                .scalars()
+                .all()
+            )
+            self._touch_groups(conn, group_ids, utcnow())
+            conn.execute(delete(accounts).where(accounts.c.id == account_id))
+
+        run(self.engine, work, write=True)
+
+    def create_group(
+        self, name: str, *, gid_number: int | None = None, description: str | None = None
+    ) -> GroupRecord:
+        """Create an empty group; its gid is allocated unless given."""
+        name = validate_group_name(name)
+        explicit_gid = None if gid_number is None else _check_id_number("gid", gid_number)
+        checked_description = _check_text("description", description)
+
+        def work(conn: Connection) -> GroupRecord:
+            now = utcnow()
+            if self._group_row(conn, name) is not None:
+                raise AlreadyExists(f'group "{name}" already exists')
+            if explicit_gid is not None:
+                self._refuse_taken_number(conn, "gid", explicit_gid)
+            gid = explicit_gid if explicit_gid is not None else self._allocate(conn, "gid")
+            group_id = self._insert_group(conn, name, gid, checked_description, now)
+            return self._load_group(conn, group_id)
+
+        return run(self.engine, work, write=True)
+
+    def delete_group(self, name: str) -> None:
+        """Delete group ``name`` and its memberships (its members count as modified).
+
+        Users whose primary gid is this group's keep the number: POSIX allows a
+        primary gid without a group entry, and refusing would leave the group
+        undeletable until every such user is changed.
+        """
+
+        def work(conn: Connection) -> None:
+            row = self._group_row(conn, name)
+            if row is None:
+                raise NotFound(f'group "{name}" not found')
+            member_ids = (
+                conn.execute(
+                    select(memberships.c.account_id).where(memberships.c.group_id == row.id)
+                )
+                .scalars()
+                .all()
+            )
+            self._touch_accounts(conn, member_ids, utcnow())
+            conn.execute(delete(groups).where(groups.c.id == row.id))
+
+        run(self.engine, work, write=True)
+
+    def add_member(self, group: str, user: str) -> None:
+        """Make user ``user`` a direct member of group ``group``.
+
+        Both entries count as modified: the group's member/memberUid and the
+        user's memberOf change.
+        """
+
+        def work(conn: Connection) -> None:
+            group_row, account_row = self._membership_parties(conn, group, user)
+            already = conn.execute(
+                select(
+                    exists().where(
+                        memberships.c.group_id == group_row.id,
+                        memberships.c.account_id == account_row.id,
+                    )
+                )
+            ).scalar()
+            if already:
+                raise AlreadyExists(
+                    f'user "{account_row.name}" is already a member of group "{group_row.name}"'
+                )
+            conn.execute(
+                insert(memberships).values(group_id=group_row.id, account_id=account_row.id)
+            )
+            now = utcnow()
+            self._touch_groups(conn, [group_row.id], now)
+            self._touch_accounts(conn, [account_row.id], now)
+
+        run(self.engine, work, write=True)
+
+    def remove_member(self, group: str, user: str) -> None:
+        """End user ``user``'s direct membership of group ``group``."""
+
+        def work(conn: Connection) -> None:
+            group_row, account_row = self._membership_parties(conn, group, user)
+            result = conn.execute(
+                delete(memberships).where(
+                    memberships.c.group_id == group_row.id,
+                    memberships.c.account_id == account_row.id,
+                )
+            )
+            if result.rowcount == 0:
+                raise NotFound(
+                    f'user "{account_row.name}" is not a member of group "{group_row.name}"'
+                )
+            now = utcnow()
+            self._touch_groups(conn, [group_row.id], now)
+            self._touch_accounts(conn, [account_row.id], now)
+
+        run(self.engine, work, write=True)
+
+    # -------------------------------------------------------------- helpers
+
+    def _home(self, name: str) -> str:
+        return self.home_template.format(name=name)
+
+    def _user_records(self, conn: Connection, rows: Sequence[Any]) -> list[UserRecord]:
+        names = _related_names(
+            conn,
+            [row.id for row in rows],
+            key=memberships.c.account_id,
+            other_key=memberships.c.group_id,
+            other=groups,
+        )
+        return [
+            UserRecord(
+                id=row.id,
+                uuid=row.uuid,
+                name=row.name,
+                uid_number=row.uid_number,
+                gid_number=row.gid_number,
+                display_name=row.display_name,
+                given_name=row.given_name,
+                surname=row.surname,
+                mail=row.mail,
+                home_directory=row.home_directory or self._home(row.name),
+                login_shell=row.login_shell or self.default_shell,
+                gecos=row.gecos,
+                created=row.created_at,
+                modified=row.modified_at,
+                group_names=names.get(row.id, ()),
+            )
+            for row in rows
+        ]
+
+    def _group_records(self, conn: Connection, rows: Sequence[Any]) -> list[GroupRecord]:
+        names = _related_names(
+            conn,
+            [row.id for row in rows],
+            key=memberships.c.group_id,
+            other_key=memberships.c.account_id,
+            other=accounts,
+        )
+        return [
+            GroupRecord(
+                id=row.id,
+                uuid=row.uuid,
+                name=row.name,
+                gid_number=row.gid_number,
+                description=row.description,
+                created=row.created_at,
+                modified=row.modified_at,
+                member_names=names.get(row.id, ()),
+            )
+            for row in rows
+        ]
+
+    def _load_user(self, conn: Connection, account_id: int) -> UserRecord:
+        rows = conn.execute(select(*_USER_COLUMNS).where(accounts.c.id == account_id)).all()
+        return self._user_records(conn, rows)[0]
+
+    def _load_group(self, conn: Connection, group_id: int) -> GroupRecord:
+        rows = conn.execute(select(*_GROUP_COLUMNS).where(groups.c.id == group_id)).all()
+        return self._group_records(conn, rows)[0]
+
+    def _refuse_existing_account(self, conn: Connection, name: str) -> None:
+        row = conn.execute(
+            select(accounts.c.name).where(accounts.c.name_lower == name.lower())
+        ).first()
+        if row is not None:
+            raise AlreadyExists(f'user "{row.name}" already exists')
+
+    def _refuse_taken_number(self, conn: Connection, kind: IdKind, number: int) -> None:
+        if kind == "uid":
+            owner = conn.execute(
+                select(accounts.c.name).where(accounts.c.uid_number == number)
+            ).scalar()
+            if owner is not None:
+                raise AlreadyExists(f'uid number {number} is already taken by user "{owner}"')
+        else:
+            owner = conn.execute(
+                select(groups.c.name).where(groups.c.gid_number == number)
+            ).scalar()
+            if owner is not None:
+                raise AlreadyExists(f'gid number {number} is already taken by group "{owner}"')
+
+    def _user_id(self, conn: Connection, name: str) -> int:
+        account_id = conn.execute(
+            select(accounts.c.id).where(
+                accounts.c.name_lower == name.lower(), accounts.c.kind == "user"
+            )
+        ).scalar()
+        if account_id is None:
+            raise NotFound(f'user "{name}" not found')
+        return int(account_id)
+
+    def _group_row(self, conn: Connection, name: str) -> Any:
+        return conn.execute(
+            select(groups.c.id, groups.c.name, groups.c.gid_number).where(
+                groups.c.name_lower == name.lower()
+            )
+        ).first()
+
+    def _membership_parties(self, conn: Connection, group: str, user: str) -> tuple[Any, Any]:
+        group_row = self._group_row(conn, group)
+        if group_row is None:
+            raise NotFound(f'group "{group}" not found')
+        account_row = conn.execute(
+            select(accounts.c.id, accounts.c.name).where(accounts.c.name_lower == user.lower())
+        ).first()
+        if account_row is None:
+            raise NotFound(f'user "{user}" not found')
+        return group_row, account_row
+
+    def _insert_group(
+        self, conn: Connection, name: str, gid: int, description: str | None, now: datetime
+    ) -> int:
+        group_id = conn.execute(
+            insert(groups).values(
+                uuid=str(uuid.uuid4()),
+                name=name,
+                name_lower=name.lower(),
+                gid_number=gid,
+                description=description,
+                created_at=now,
+                modified_at=now,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        return int(group_id)
+
+    def _ensure_group(self, conn: Connection, name: str, now: datetime) -> tuple[int, int]:
+        """(id, gid) of group ``name``, creating it with an allocated gid if missing."""
+        row = self._group_row(conn, name)
+        if row is None:
+            # Serialise creators on the gid counter's lock, then look again:
+            # another server may have created the group while we waited
+            # (READ COMMITTED lets this statement see it).
+            self._lock_counter(conn, "gid")
+            row = self._group_row(conn, name)
+        if row is not None:
+            return int(row.id), int(row.gid_number)
+        gid = self._allocate(conn, "gid")
+        return self._insert_group(conn, name, gid, None, now), gid
+
+    def _lock_counter(self, conn: Connection, kind: IdKind) -> int:
+        """Lock counter ``kind`` until the transaction ends; return its next value."""
+        next_value = conn.execute(
+            select(id_allocators.c.next_value).where(id_allocators.c.name == kind).with_for_update()
+        ).scalar()
+        if next_value is None:
+            # The migration seeds both rows; recreate one if someone removed
+            # it. Two servers racing here collide on the primary key and the
+            # loser's transaction is retried, finding the row.
+            conn.execute(insert(id_allocators).values(name=kind, next_value=0))
+            return 0
+        return int(next_value)
+
+    def _allocate(self, conn: Connection, kind: IdKind) -> int:
+        """Hand out the next free number of ``kind`` from its range, or RangeExhausted."""
+        low, high = self.uid_range if kind == "uid" else self.gid_range
+        column = accounts.c.uid_number if kind == "uid" else groups.c.gid_number
+        candidate = max(self._lock_counter(conn, kind), low)
+        while candidate <= high:
+            window_end = min(high, candidate + _ALLOCATION_WINDOW - 1)
+            taken = set(
+                conn.execute(
+                    select(column).where(column >= candidate, column <= window_end)
+                ).scalars()
+            )
+            while candidate <= window_end and candidate in taken:
+                candidate += 1
+            if candidate <= window_end:
+                conn.execute(
+                    update(id_allocators)
+                    .where(id_allocators.c.name == kind)
+                    .values(next_value=candidate + 1)
+                )
+                return candidate
+        raise RangeExhausted(f"no free {kind} number left in the range {low}-{high}")
+
+    def _touch_groups(self, conn: Connection, ids: Iterable[int], now: datetime) -> None:
+        ids = list(ids)
+        if ids:
+            conn.execute(update(groups).where(groups.c.id.in_(ids)).values(modified_at=now))
+
+    def _touch_accounts(self, conn: Connection, ids: Iterable[int], now: datetime) -> None:
+        ids = list(ids)
+        if ids:
+            conn.execute(update(accounts).where(accounts.c.id.in_(ids)).values(modified_at=now))
+
+
+def _related_names(
+    conn: Connection,
+    ids: list[int],
+    *,
+    key: Any,
+    other_key: Any,
+    other: Any,
+) -> dict[int, tuple[str, ...]]:
+    """For each id in ``ids``, the names on the other side of its memberships,
+    ordered case-insensitively: one query per page of ids."""
+    found: defaultdict[int, list[str]] = defaultdict(list)
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        rows = conn.execute(
+            select(key, other.c.name)
+            .join(other, other.c.id == other_key)
+            .where(key.in_(chunk))
+            .order_by(other.c.name_lower)
+        )
+        for owner, name in rows:
+            found[owner].append(name)
+    return {owner: tuple(names) for owner, names in found.items()}
+
+
+__all__ = ["NewUser", "SqlDirectory"]

@@ -1,0 +1,454 @@
+"""Compile a directory predicate to a SQL condition on the accounts or groups table.
+
+Predicates use LDAP's three-valued logic (TRUE, FALSE, Undefined) and SQL has
+its own (TRUE, FALSE, NULL) that does not line up with it: ``NOT (mail = 'x')``
+is NULL, not TRUE, for a user without mail, whereas LDAP says ``(!(mail=x))``
+matches that user. So instead of translating NOT to SQL NOT, every node compiles
+to two conditions::
+
+    T: the rows where the predicate is TRUE
+    F: the rows where the predicate is FALSE
+
+and the rows where neither holds are the Undefined ones. Negation swaps T and
+F; AND is (T1 AND T2, F1 OR F2); OR is (T1 OR T2, F1 AND F2). No SQL NOT is ever
+applied to a comparison that might be NULL, and F of a nullable column says
+explicitly ``col IS NULL OR col <> v``. Only T of the root becomes the WHERE clause.
+
+Conditions are folded while they are built (``x AND TRUE`` is ``x``, ``x OR TRUE``
+is TRUE, ...), so ``(objectClass=*)`` produces no WHERE clause at all and
+``(objectClass=sudoRole)`` produces the constant False, which lets the caller
+skip the query.
+
+Matching rules, identical on SQLite, PostgreSQL and MariaDB:
+
+* Case-insensitive matching (the default) compares ``lower()`` of both sides in
+  SQL, or ``name_lower`` for names. Case-exact matching relies on binary
+  comparison, which the schema guarantees (binary collation on MariaDB).
+* Ordering (``>=``, ``<=``) of strings is by code point of the lower-cased
+  values; on PostgreSQL that needs ``COLLATE "C"``, since the database's
+  collation may be a locale's.
+* Substrings become LIKE with ``%``, ``_`` and the escape character escaped.
+* An integer field asserted with a string that is not an integer, a datetime
+  field asserted with a non-datetime, or substrings on a non-string field is
+  Undefined (RFC 4511: an assertion the matching rule cannot evaluate).
+* A field the table does not have (``uid_number`` of a group) and a membership
+  test that does not apply to the kind (InGroup on groups) is an absent
+  attribute: FALSE, and its negation TRUE.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, assert_never
+
+from sqlalchemy import ColumnElement, String, Table, and_, false, func, or_, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from ldapsrv.directory.predicates import (
+    AllOf,
+    AnyOf,
+    Const,
+    FieldCompare,
+    FieldEquals,
+    FieldPresent,
+    FieldSubstrings,
+    HasAnyMember,
+    HasMember,
+    InAnyGroup,
+    InGroup,
+    Negation,
+    Predicate,
+    Value,
+)
+from ldapsrv.store.models import accounts, groups, memberships
+
+Condition = bool | ColumnElement[bool]
+"""A folded condition: a Python bool when it is the same for every row."""
+
+Target = Literal["users", "groups"]
+
+LIKE_ESCAPE = "!"
+
+FieldKind = Literal["name", "uuid", "text", "int", "datetime"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    kind: FieldKind
+    column: Any  # Column[Any]; Any so comparisons type-check without casts
+    nullable: bool
+
+
+def _fields(table: Table, *, kinds: dict[str, FieldKind]) -> dict[str, _Field]:
+    column_names = {"created": "created_at", "modified": "modified_at"}
+    out = {}
+    for field, kind in kinds.items():
+        column = table.c[column_names.get(field, field)]
+        out[field] = _Field(kind, column, bool(column.nullable))
+    return out
+
+
+_USER_FIELDS = _fields(
+    accounts,
+    kinds={
+        "name": "name",
+        "uuid": "uuid",
+        "uid_number": "int",
+        "gid_number": "int",
+        "display_name": "text",
+        "given_name": "text",
+        "surname": "text",
+        "mail": "text",
+        "home_directory": "text",
+        "login_shell": "text",
+        "gecos": "text",
+        "created": "datetime",
+        "modified": "datetime",
+    },
+)
+_GROUP_FIELDS = _fields(
+    groups,
+    kinds={
+        "name": "name",
+        "uuid": "uuid",
+        "gid_number": "int",
+        "description": "text",
+        "created": "datetime",
+        "modified": "datetime",
+    },
+)
+
+
+class codepoint_order(FunctionElement[str]):
+    """Its argument, ordered by code point: ``x COLLATE "C"`` on PostgreSQL.
+
+    SQLite (BINARY) and MariaDB (the schema's ``utf8mb4_nopad_bin``) already
+    compare by code point, so elsewhere this renders the argument unchanged.
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "codepoint_order"
+
+
+@compiles(codepoint_order)
+def _codepoint_order_default(element: codepoint_order, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(codepoint_order, "postgresql")
+def _codepoint_order_pg(element: codepoint_order, compiler: SQLCompiler, **kw: Any) -> str:
+    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
+
+
+def _and(items: list[Condition]) -> Condition:
+    exprs: list[ColumnElement[bool]] = []
+    for item in items:
+        if item is False:
+            return False
+        if item is not True:
+            exprs.append(item)
+    if not exprs:
+        return True
+    return exprs[0] if len(exprs) == 1 else and_(*exprs)
+
+
+def _or(items: list[Condition]) -> Condition:
+    exprs: list[ColumnElement[bool]] = []
+    for item in items:
+        if item is True:
+            return True
+        if item is not False:
+            exprs.append(item)
+    if not exprs:
+        return False
+    return exprs[0] if len(exprs) == 1 else or_(*exprs)
+
+
+def as_sql(condition: Condition) -> ColumnElement[bool]:
+    """The SQL form of a folded condition (``true()``/``false()`` for constants)."""
+    if condition is True:
+        return true()
+    if condition is False:
+        return false()
+    return condition
+
+
+def escape_like(text: str) -> str:
+    """``text`` with LIKE's wildcards and the escape character escaped."""
+    return (
+        text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2)
+        .replace("%", LIKE_ESCAPE + "%")
+        .replace("_", LIKE_ESCAPE + "_")
+    )
+
+
+def like_pattern(initial: str | None, any_: tuple[str, ...], final: str | None) -> str:
+    """The LIKE pattern matching ``initial*any1*any2*final`` (pieces in order,
+    not overlapping, as RFC 4517 substrings matching requires)."""
+    return (
+        escape_like(initial or "")
+        + "%"
+        + "".join(escape_like(piece) + "%" for piece in any_)
+        + escape_like(final or "")
+    )
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def as_integer(value: Value) -> int | None:
+    """``value`` as an integer assertion, or None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return int(value)
+    return None
+
+
+def as_datetime(value: Value) -> datetime | None:
+    """``value`` as an aware datetime assertion (naive means UTC), or None."""
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def as_text(value: Value) -> str | None:
+    """``value`` as a string assertion (integers spelled out), or None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+_UNDEFINED: tuple[Condition, Condition] = (False, False)
+_ABSENT: tuple[Condition, Condition] = (False, True)
+
+
+def _nullable_false(field: _Field, false_when_present: Condition) -> Condition:
+    """F of a comparison: the value is absent, or present and not matching."""
+    if not field.nullable:
+        return false_when_present
+    return _or([field.column.is_(None), false_when_present])
+
+
+def _present(field: _Field) -> tuple[Condition, Condition]:
+    if not field.nullable:
+        return (True, False)
+    return (field.column.is_not(None), field.column.is_(None))
+
+
+class _Compiler:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.fields = _USER_FIELDS if target == "users" else _GROUP_FIELDS
+
+    def compile(self, pred: Predicate) -> tuple[Condition, Condition]:
+        match pred:
+            case Const(value=value):
+                if value is None:
+                    return _UNDEFINED
+                return (value, not value)
+            case Negation(item=item):
+                t, f = self.compile(item)
+                return (f, t)
+            case AllOf(items=items):
+                pairs = [self.compile(i) for i in items]
+                return (_and([t for t, _ in pairs]), _or([f for _, f in pairs]))
+            case AnyOf(items=items):
+                pairs = [self.compile(i) for i in items]
+                return (_or([t for t, _ in pairs]), _and([f for _, f in pairs]))
+            case FieldPresent(field=name):
+                field = self.fields.get(name)
+                if field is None:
+                    return _ABSENT
+                return _present(field)
+            case FieldEquals(field=name, value=value, case_exact=case_exact):
+                field = self.fields.get(name)
+                if field is None:
+                    return _ABSENT
+                return self._equals(field, value, case_exact)
+            case FieldSubstrings(
+                field=name, initial=initial, any=any_, final=final, case_exact=case_exact
+            ):
+                field = self.fields.get(name)
+                if field is None:
+                    return _ABSENT
+                return self._substrings(field, like_pattern(initial, any_, final), case_exact)
+            case FieldCompare(field=name, op=op, value=value):
+                field = self.fields.get(name)
+                if field is None:
+                    return _ABSENT
+                return self._compare(field, op, value)
+            case InGroup(group_name=group_name):
+                if self.target != "users":
+                    return _ABSENT
+                return self._exists_membership(group_name=group_name)
+            case InAnyGroup():
+                if self.target != "users":
+                    return _ABSENT
+                return self._exists_membership()
+            case HasMember(account_name=account_name):
+                if self.target != "groups":
+                    return _ABSENT
+                return self._exists_membership(account_name=account_name)
+            case HasAnyMember():
+                if self.target != "groups":
+                    return _ABSENT
+                return self._exists_membership()
+            case _:
+                assert_never(pred)
+
+    def _equals(self, field: _Field, value: Value, case_exact: bool) -> tuple[Condition, Condition]:
+        col = field.column
+        match field.kind:
+            case "int":
+                number = as_integer(value)
+                if number is None:
+                    return _UNDEFINED
+                return (col == number, _nullable_false(field, col != number))
+            case "datetime":
+                instant = as_datetime(value)
+                if instant is None:
+                    return _UNDEFINED
+                return (col == instant, _nullable_false(field, col != instant))
+            case "name":
+                text = as_text(value)
+                if text is None:
+                    return _UNDEFINED
+                lowered = self.fields["name"].column.table.c.name_lower
+                if case_exact:
+                    # name_lower first: the unique index finds the row, the
+                    # exact comparison then checks the case.
+                    return (
+                        and_(lowered == text.lower(), col == text),
+                        or_(lowered != text.lower(), col != text),
+                    )
+                return (lowered == text.lower(), lowered != text.lower())
+            case "uuid":
+                text = as_text(value)
+                if text is None:
+                    return _UNDEFINED
+                # Stored in canonical lower case; UUID matching ignores case.
+                wanted = text if case_exact else text.lower()
+                return (col == wanted, col != wanted)
+            case "text":
+                text = as_text(value)
+                if text is None:
+                    return _UNDEFINED
+                if case_exact:
+                    return (col == text, _nullable_false(field, col != text))
+                lhs, rhs = func.lower(col), func.lower(text)
+                return (lhs == rhs, _nullable_false(field, lhs != rhs))
+            case _:
+                assert_never(field.kind)
+
+    def _substrings(
+        self, field: _Field, pattern: str, case_exact: bool
+    ) -> tuple[Condition, Condition]:
+        col = field.column
+        lhs: Any
+        rhs: Any
+        match field.kind:
+            case "int" | "datetime":
+                return _UNDEFINED
+            case "name":
+                if case_exact:
+                    lhs, rhs = col, pattern
+                else:
+                    lhs, rhs = col.table.c.name_lower, pattern.lower()
+            case "uuid":
+                lhs, rhs = col, pattern if case_exact else pattern.lower()
+            case "text":
+                if case_exact:
+                    lhs, rhs = col, pattern
+                else:
+                    lhs, rhs = func.lower(col), func.lower(pattern)
+            case _:
+                assert_never(field.kind)
+        if pattern == "%":
+            # No pieces: matches every present value, like a presence test.
+            return _present(field)
+        return (
+            lhs.like(rhs, escape=LIKE_ESCAPE),
+            _nullable_false(field, lhs.not_like(rhs, escape=LIKE_ESCAPE)),
+        )
+
+    def _compare(
+        self, field: _Field, op: Literal[">=", "<="], value: Value
+    ) -> tuple[Condition, Condition]:
+        col = field.column
+        lhs: Any
+        rhs: Any
+        match field.kind:
+            case "int":
+                rhs = as_integer(value)
+                if rhs is None:
+                    return _UNDEFINED
+                lhs = col
+            case "datetime":
+                rhs = as_datetime(value)
+                if rhs is None:
+                    return _UNDEFINED
+                lhs = col
+            case "name" | "uuid":
+                text = as_text(value)
+                if text is None:
+                    return _UNDEFINED
+                source = col.table.c.name_lower if field.kind == "name" else col
+                lhs, rhs = codepoint_order(source), text.lower()
+            case "text":
+                text = as_text(value)
+                if text is None:
+                    return _UNDEFINED
+                lhs, rhs = codepoint_order(func.lower(col)), func.lower(text)
+            case _:
+                assert_never(field.kind)
+        if op == ">=":
+            return (lhs >= rhs, _nullable_false(field, lhs < rhs))
+        return (lhs <= rhs, _nullable_false(field, lhs > rhs))
+
+    def _exists_membership(
+        self, *, group_name: str | None = None, account_name: str | None = None
+    ) -> tuple[Condition, Condition]:
+        m = memberships.alias()
+        if self.target == "users":
+            query = select(m.c.group_id).where(m.c.account_id == accounts.c.id)
+            if group_name is not None:
+                g = groups.alias()
+                query = query.join(g, g.c.id == m.c.group_id).where(
+                    g.c.name_lower == group_name.lower()
+                )
+            query = query.correlate(accounts)
+        else:
+            query = select(m.c.account_id).where(m.c.group_id == groups.c.id)
+            if account_name is not None:
+                a = accounts.alias()
+                query = query.join(a, a.c.id == m.c.account_id).where(
+                    a.c.name_lower == account_name.lower()
+                )
+            query = query.correlate(groups)
+        found = query.exists()
+        return (found, ~found)
+
+
+def compile_condition(predicate: Predicate, target: Target) -> Condition:
+    """The folded WHERE condition selecting the rows for which ``predicate`` is TRUE.
+
+    ``target`` is ``"users"`` (the accounts table) or ``"groups"``. A result of
+    ``True`` means no restriction, ``False`` means no row can match.
+    """
+    t, _ = _Compiler(target).compile(predicate)
+    return t
+
+
+def compile_predicate(predicate: Predicate, target: Target) -> ColumnElement[bool]:
+    """Like ``compile_condition`` but always a SQL expression."""
+    return as_sql(compile_condition(predicate, target))

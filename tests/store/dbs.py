@@ -1,0 +1,99 @@
+"""Clean databases for tests, on each backend the suite can reach.
+
+SQLite needs nothing; PostgreSQL and MariaDB come from server URLs in the
+environment (``LDAPSRV_TEST_POSTGRESQL_URL``, ``LDAPSRV_TEST_MARIADB_URL``),
+on which each test gets a database of its own, created and dropped around it.
+End-to-end tests import ``fresh_database`` from here to run a server on a
+clean store.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from ldapsrv.store.schema_version import upgrade
+
+Kind = Literal["sqlite", "postgresql", "mariadb"]
+KINDS: tuple[Kind, ...] = ("sqlite", "postgresql", "mariadb")
+
+URL_VARIABLES: dict[Kind, str] = {
+    "postgresql": "LDAPSRV_TEST_POSTGRESQL_URL",
+    "mariadb": "LDAPSRV_TEST_MARIADB_URL",
+}
+REQUIRE_ALL_VARIABLE = "LDAPSRV_REQUIRE_ALL"
+
+
+def server_url(kind: Kind) -> str | None:
+    """The configured server URL for ``kind`` (None for SQLite or when unset)."""
+    variable = URL_VARIABLES.get(kind)
+    return os.environ.get(variable) or None if variable else None
+
+
+def missing_reason(kind: Kind) -> str | None:
+    """Why ``kind`` cannot be tested here, or None if it can."""
+    if kind == "sqlite" or server_url(kind):
+        return None
+    return f"{kind} not configured: set {URL_VARIABLES[kind]} to a server URL"
+
+
+def require_all() -> bool:
+    """True when a missing backend must fail the suite rather than skip (CI)."""
+    return os.environ.get(REQUIRE_ALL_VARIABLE, "") == "1"
+
+
+@contextmanager
+def fresh_database(kind: Kind, *, migrate: bool = True) -> Iterator[str]:
+    """A URL to a new, empty database of ``kind`` that is removed afterwards.
+
+    With ``migrate`` the schema is brought to head first (``ldapsrv db upgrade``).
+    """
+    if kind == "sqlite":
+        directory = Path(tempfile.mkdtemp(prefix="ldapsrv-test-"))
+        try:
+            url = f"sqlite:///{directory / 'ldapsrv.db'}"
+            if migrate:
+                upgrade(url)
+            yield url
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        return
+
+    base = server_url(kind)
+    if base is None:
+        raise RuntimeError(missing_reason(kind))
+    name = f"ldapsrv_t_{secrets.token_hex(6)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if kind == "postgresql":
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            else:
+                conn.execute(
+                    text(
+                        f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+                    )
+                )
+        url = make_url(base).set(database=name).render_as_string(hide_password=False)
+        try:
+            if migrate:
+                upgrade(url)
+            yield url
+        finally:
+            with admin.connect() as conn:
+                if kind == "postgresql":
+                    # FORCE: a test that leaked a connection must not leak a database.
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                else:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        admin.dispose()
