@@ -384,8 +384,17 @@ def run_admin_command(args: argparse.Namespace, timeout: float = DEFAULT_TIMEOUT
         return 1
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
-    else:
-        print(command.render(result, args))
+        return 0
+    try:
+        text = command.render(result, args)
+    except (KeyError, TypeError, AttributeError):  # a server of another version
+        print(
+            f"ldapsrv: error: cannot display the server's answer to {command.wire}; "
+            "--json shows it as is",
+            file=sys.stderr,
+        )
+        return 1
+    print(text)
     return 0
 
 
