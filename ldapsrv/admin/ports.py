@@ -1,8 +1,9 @@
 """What the admin plane needs from the rest of the server, as Protocols.
 
-The command handlers depend on these shapes, not on ``ldapsrv.store``, so
-they can be tested against an in-memory fake and so the control socket never
-learns how the directory is stored. ``SqlDirectory`` satisfies
+The command handlers depend on these shapes, not on ``SqlDirectory``, so
+they can be tested against an in-memory fake (``ldapsrv.admin.testing``) and
+so the control socket never learns how the directory is stored. Only the
+store's plain ``NewUser`` value is shared. ``SqlDirectory`` satisfies
 ``DirectoryPort`` structurally; ``ldapsrv.blocking.Blocking`` satisfies
 ``BlockingRunner``.
 """
@@ -10,36 +11,17 @@ learns how the directory is stored. ``SqlDirectory`` satisfies
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 
 from ldapsrv.directory.records import GroupRecord, UserRecord
+from ldapsrv.store.directory import NewUser
+
+__all__ = ["BlockingRunner", "DirectoryPort", "NewUser"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class NewUser:
-    """What an admin asks for when creating a person.
-
-    Mirrors ``ldapsrv.store.directory.NewUser`` field for field until that
-    module lands; then this becomes a re-export of it.
-    """
-
-    name: str
-    password_hash: str | None = None
-    uid_number: int | None = None
-    gid_number: int | None = None
-    display_name: str | None = None
-    given_name: str | None = None
-    surname: str | None = None
-    mail: str | None = None
-    home_directory: str | None = None
-    login_shell: str | None = None
-    gecos: str | None = None
 
 
 class DirectoryPort(Protocol):

@@ -25,8 +25,9 @@ from typing import ParamSpec, TypeVar
 from twisted.internet.defer import Deferred, fail, succeed
 
 from ldapsrv.admin.ports import NewUser
+from ldapsrv.directory.names import validate_account_name, validate_group_name
 from ldapsrv.directory.records import GroupRecord, UserRecord
-from ldapsrv.errors import AlreadyExists, InvalidValue, NotFound, RangeExhausted
+from ldapsrv.errors import AlreadyExists, NotFound, RangeExhausted
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -71,10 +72,10 @@ class InMemoryDirectory:
 
     @staticmethod
     def _check_name(kind: str, name: str) -> str:
-        if not name or len(name) > 150 or not all(c.isalnum() or c in "._-" for c in name):
-            raise InvalidValue(
-                f"{kind} name {name!r} is invalid: use 1-150 letters, digits, '.', '_' or '-'"
-            )
+        if kind == "user":
+            validate_account_name(name)
+        else:
+            validate_group_name(name)
         return name.lower()
 
     def _allocate(self, used: set[int], bounds: tuple[int, int], what: str) -> int:
