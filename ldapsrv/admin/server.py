@@ -8,8 +8,9 @@ Three things make it safe to put on disk:
   with at most the configured permissions. (The umask is process-wide, but it
   is only ever narrowed, and only for the duration of one bind.)
 - One server per path. A lock file (``<socket>.lock``, flock) is held for as
-  long as the socket is served; the kernel drops it when the process dies, so
-  a crash leaves a stale socket file but never a stale lock. A second server
+  long as the socket is served and removed at shutdown; the kernel drops the
+  lock when the process dies, so a crash leaves stale files but never a stale
+  lock. A second server
   on the same path fails with a clear message instead of stealing the socket,
   and a leftover socket file is only removed while we hold the lock and after
   checking that nothing answers on it.
@@ -25,7 +26,7 @@ import os
 import socket
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Protocol, cast
 
@@ -143,17 +144,21 @@ class _LockedControlFactory(ControlFactory):
         registry: CommandRegistry,
         context: AdminContext,
         max_request_bytes: int,
-        lock_fd: int,
+        lock: tuple[Path, int],
     ) -> None:
         super().__init__(registry, context, max_request_bytes)
-        self._lock_fd: int | None = lock_fd
+        self._lock_path = lock[0]
+        self._lock_fd: int | None = lock[1]
 
     def stopFactory(self) -> None:
         self.release_lock()
 
     def release_lock(self) -> None:
+        """Remove the lock file while still holding it, then drop the lock."""
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
+            with suppress(OSError):
+                os.unlink(self._lock_path)
             os.close(fd)  # closing the only descriptor drops the flock
 
 
@@ -173,23 +178,43 @@ def _ensure_parent(directory: Path) -> None:
         ) from exc
 
 
-def _acquire_lock(path: Path) -> int:
+def _acquire_lock(path: Path) -> tuple[Path, int]:
+    """Hold ``<socket>.lock`` exclusively; returns its path and descriptor.
+
+    The file is removed at shutdown, so after locking we check that the path
+    still names the file we locked: a server that opened the file just before
+    its previous owner removed it would otherwise lock an orphan and run
+    alongside the next server.
+    """
     lock = lock_path(path)
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise ControlSocketError(f"cannot open lock file {lock}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise ControlSocketError(
-                f"another ldapsrv server is already running on control socket {path} "
-                f"(it holds {lock}); stop it, or give this one another server.control_socket"
-            ) from None
-        raise ControlSocketError(f"cannot lock {lock}: {exc.strerror}") from exc
-    return fd
+    for _ in range(10):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise ControlSocketError(f"cannot open lock file {lock}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ControlSocketError(
+                    f"another ldapsrv server is already running on control socket {path} "
+                    f"(it holds {lock}); stop it, or give this one another "
+                    "server.control_socket"
+                ) from None
+            raise ControlSocketError(f"cannot lock {lock}: {exc.strerror}") from exc
+        try:
+            current = os.stat(lock)
+        except FileNotFoundError:
+            current = None
+        locked = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (
+            locked.st_dev,
+            locked.st_ino,
+        ):
+            return lock, fd
+        os.close(fd)  # the previous owner removed it meanwhile: lock the new one
+    raise ControlSocketError(f"cannot lock {lock}: it keeps being replaced")
 
 
 def _remove_stale_socket(path: Path) -> None:

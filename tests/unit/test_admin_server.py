@@ -172,10 +172,50 @@ def test_stopping_the_port_releases_the_path_for_the_next_server(
     reactor: RecordingReactor, context: AdminContext, sock_path: Path
 ) -> None:
     port = listen(reactor, sock_path, context)
+    assert lock_path(sock_path).exists()
     port.stopListening()
     assert not sock_path.exists()
-    assert lock_path(sock_path).exists(), "the lock file stays: unlinking it would race"
+    assert not lock_path(sock_path).exists()
     listen(reactor, sock_path, context)
+
+
+def test_a_lock_file_left_by_a_crashed_server_does_not_block_the_next(
+    reactor: RecordingReactor, context: AdminContext, sock_path: Path
+) -> None:
+    stale_socket(sock_path)
+    lock_path(sock_path).write_text("")
+    listen(reactor, sock_path, context)
+
+
+def test_a_lock_file_removed_while_we_lock_it_is_not_trusted(
+    reactor: RecordingReactor,
+    context: AdminContext,
+    sock_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The previous owner may remove the lock file between our open and our
+    flock; locking that orphan would let a third server start beside us."""
+    import fcntl
+
+    from ldapsrv.admin import server
+
+    real_flock = fcntl.flock
+    removed: list[bool] = []
+
+    def flock_after_removal(fd: int, operation: int) -> None:
+        if not removed:
+            removed.append(True)
+            os.unlink(lock_path(sock_path))  # the previous owner shutting down
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(server.fcntl, "flock", flock_after_removal)
+    sock_path.parent.mkdir(parents=True)
+    lock_path(sock_path).write_text("")
+    listen(reactor, sock_path, context)
+    monkeypatch.setattr(server.fcntl, "flock", real_flock)
+    assert removed
+    with pytest.raises(ControlSocketError, match="already running"):
+        listen(reactor, sock_path, context)  # the lock we hold is the file on disk
 
 
 def test_a_regular_file_at_the_path_is_never_removed(
