@@ -43,6 +43,8 @@ LDAPSRV_COMMAND: tuple[str, ...] = (
     "import sys; from ldapsrv.cli import main; sys.exit(main())",
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 BACKENDS = ("sqlite", "postgresql", "mariadb")
 _DATABASE_ENV = {
     "postgresql": "LDAPSRV_TEST_POSTGRESQL_URL",
@@ -249,6 +251,10 @@ def hermetic_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         or key.startswith("LDAPSRV_TEST_")
         or key == "LDAPSRV_REQUIRE_ALL"
     }
+    # The server under test is this working tree, installed (-e) or not.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+    )
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("LC_ALL", "C.UTF-8")
     if extra:
