@@ -1,0 +1,18 @@
+"""The admin plane: the control socket, its command registry, client and CLI.
+
+Layout, from the wire inwards:
+
+- ``cli``: ``ldapsrv user|group ...`` argv -> one call -> human or JSON output.
+- ``client``: blocking newline-delimited-JSON client (no Twisted).
+- ``server``: puts the control socket on disk safely (mode at bind, one
+  server per path, stale files) and serves ``protocol``.
+- ``protocol``: the wire format, request ordering, and the single mapping of
+  failures to error kinds (``errors``).
+- ``registry`` + ``commands*``: name -> handler with a declared argument
+  schema; handlers get an ``AdminContext`` (ports to the store and the thread
+  pool, config) and the kernel-verified ``Caller``.
+
+Later issues add command modules (service accounts, tokens, permissions,
+status) to ``commands.build_registry``, rows to ``cli._COMMANDS`` and ports to
+``AdminContext``.
+"""
