@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from ldapsrv.store.directory import SqlDirectory
 from ldapsrv.store.engine import make_engine
 
-from .dbs import KINDS, Kind, fresh_database, missing_reason, require_all
+from .dbs import KINDS, Kind, fresh_database, skip_unless_available
 
 UID_RANGE = (10000, 19999)
 GID_RANGE = (20000, 29999)
@@ -24,11 +24,7 @@ def database_kind(request: pytest.FixtureRequest) -> Kind:
     """The backend under test; skipped (or failed under LDAPSRV_REQUIRE_ALL=1)
     when its server URL is not configured."""
     kind: Kind = request.param
-    reason = missing_reason(kind)
-    if reason is not None:
-        if require_all():
-            pytest.fail(f"LDAPSRV_REQUIRE_ALL=1 but {reason}")
-        pytest.skip(reason)
+    skip_unless_available(kind)
     return kind
 
 

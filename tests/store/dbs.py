@@ -51,6 +51,19 @@ def require_all() -> bool:
     return os.environ.get(REQUIRE_ALL_VARIABLE, "") == "1"
 
 
+def skip_unless_available(kind: Kind) -> None:
+    """Skip the current test when ``kind`` is not configured (fail instead
+    under LDAPSRV_REQUIRE_ALL=1, so CI cannot silently test less)."""
+    import pytest
+
+    reason = missing_reason(kind)
+    if reason is None:
+        return
+    if require_all():
+        pytest.fail(f"{REQUIRE_ALL_VARIABLE}=1 but {reason}")
+    pytest.skip(reason)
+
+
 @contextmanager
 def fresh_database(kind: Kind, *, migrate: bool = True) -> Iterator[str]:
     """A URL to a new, empty database of ``kind`` that is removed afterwards.
