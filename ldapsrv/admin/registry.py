@@ -232,8 +232,8 @@ class CommandRegistry:
         try:
             args = command.validate(raw_args)
             result = command.handler(context, caller, args)
+            if isinstance(result, Deferred):
+                return result
+            return Deferred.fromCoroutine(result)
         except Exception:
             return fail()  # a Failure of the current exception keeps its traceback
-        if isinstance(result, Deferred):
-            return result
-        return Deferred.fromCoroutine(result)
