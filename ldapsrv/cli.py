@@ -168,8 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(config)
         return _db(args, config)
-    from ldapsrv.admin.cli import run_admin_command
+    from ldapsrv.admin.cli import is_admin_command, run_admin_command
 
+    if not is_admin_command(args):
+        parser.error(f"unknown command {args.command}")
     return run_admin_command(args)
 
 
