@@ -43,7 +43,9 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed:
         sources: list[Any] = list(getattr(item, "funcargs", {}).values())
-        sources += item.stash.get(_SERVER_LOG_KEY, [])
+        started = item.stash.get(_SERVER_LOG_KEY, None)
+        if started:
+            sources += started
         seen: set[int] = set()
         for source in sources:
             log_sections = getattr(source, "log_sections", None)

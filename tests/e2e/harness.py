@@ -18,9 +18,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,6 +30,8 @@ import pytest
 BASE_DN = "dc=example,dc=org"
 LOOPBACK = "127.0.0.1"
 READY_MARKER = "ldapsrv ready"
+STDOUT_LOG = "ldapsrv.stdout"
+STDERR_LOG = "ldapsrv.stderr"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 60.0
@@ -252,9 +255,7 @@ def hermetic_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         or key == "LDAPSRV_REQUIRE_ALL"
     }
     # The server under test is this working tree, installed (-e) or not.
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("LC_ALL", "C.UTF-8")
     if extra:
@@ -294,12 +295,14 @@ class LdapServer:
     ldaps_port: int
     base_dn: str = BASE_DN
     host: str = LOOPBACK
-    stdout_path: Path = field(init=False)
-    stderr_path: Path = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.stdout_path = self.workdir / "ldapsrv.stdout"
-        self.stderr_path = self.workdir / "ldapsrv.stderr"
+    @property
+    def stdout_path(self) -> Path:
+        return self.workdir / STDOUT_LOG
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.workdir / STDERR_LOG
 
     # -- addresses
     @property
@@ -405,7 +408,10 @@ class LdapServer:
 
     # -- lifecycle
     def stop(self) -> None:
+        """Stop the server (by PID) and remove its private socket directory."""
         stop_process(self.process)
+        if self.control_socket.parent.name.startswith("ldapsrv-test-"):
+            shutil.rmtree(self.control_socket.parent, ignore_errors=True)
 
 
 def _run_checked(argv: Sequence[str], what: str, cwd: Path) -> None:
@@ -433,7 +439,7 @@ def _wait_ready(server: LdapServer, timeout: float) -> None:
         if returncode is not None:
             raise ServerStartError(f"ldapsrv serve exited {returncode} before ready:\n{log}")
         if time.monotonic() > deadline:
-            server.stop()
+            stop_process(server.process)
             raise ServerStartError(
                 f"ldapsrv serve printed no {READY_MARKER!r} within {timeout:.0f} s:\n"
                 f"{server.log_text()}"
@@ -442,7 +448,7 @@ def _wait_ready(server: LdapServer, timeout: float) -> None:
     # "ready" promises listening sockets; the control socket may lag by a moment.
     while not server.control_socket.exists():
         if time.monotonic() > deadline:
-            server.stop()
+            stop_process(server.process)
             raise ServerStartError(
                 f"control socket {server.control_socket} missing after ready:\n{server.log_text()}"
             )
@@ -465,15 +471,35 @@ def start_server(
     process grabs one before the server binds it, start-up is retried on new ports.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    data_dir = workdir / "data"
     sections: dict[str, dict[str, object]] = {"security": {"bcrypt_cost": TEST_BCRYPT_COST}}
     for section, values in (settings or {}).items():
         sections.setdefault(section, {}).update(values)
     config_path = workdir / "ldapsrv.toml"
     config_path.write_text(render_config(sections))
-    # Unix socket paths are limited to ~107 bytes; pytest's tmp paths can be longer.
-    control_socket = Path(f"/tmp/ldapsrv-test-{secrets.token_hex(6)}.sock")
+    # Unix socket paths are limited to ~107 bytes and pytest's tmp paths can be longer:
+    # the socket (and its lock file) go to a short private directory, removed at stop.
+    socket_dir = Path(tempfile.mkdtemp(prefix="ldapsrv-test-", dir="/tmp"))
+    control_socket = socket_dir / "control.sock"
 
+    try:
+        return _start(
+            workdir, database_url, base_dn, config_path, control_socket, timeout, attempts
+        )
+    except BaseException:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        raise
+
+
+def _start(
+    workdir: Path,
+    database_url: str,
+    base_dn: str,
+    config_path: Path,
+    control_socket: Path,
+    timeout: float,
+    attempts: int,
+) -> LdapServer:
+    data_dir = workdir / "data"
     _run_checked(
         [*LDAPSRV_COMMAND, "db", "upgrade", "--database", database_url],
         "ldapsrv db upgrade",
@@ -483,17 +509,6 @@ def start_server(
     last_error: ServerStartError | None = None
     for _ in range(attempts):
         ldap_port, ldaps_port = free_ports(2)
-        server = LdapServer(
-            process=None,  # type: ignore[arg-type]  # set just below
-            workdir=workdir,
-            data_dir=data_dir,
-            config_path=config_path,
-            control_socket=control_socket,
-            database_url=database_url,
-            ldap_port=ldap_port,
-            ldaps_port=ldaps_port,
-            base_dn=base_dn,
-        )
         argv = [
             *LDAPSRV_COMMAND,
             "serve",
@@ -505,8 +520,8 @@ def start_server(
             "--data-dir", str(data_dir),
             "--control-socket", str(control_socket),
         ]  # fmt: skip
-        with server.stdout_path.open("wb") as out, server.stderr_path.open("wb") as err:
-            server.process = subprocess.Popen(
+        with (workdir / STDOUT_LOG).open("wb") as out, (workdir / STDERR_LOG).open("wb") as err:
+            process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -514,10 +529,21 @@ def start_server(
                 env=hermetic_env(),
                 cwd=workdir,
             )
+        server = LdapServer(
+            process=process,
+            workdir=workdir,
+            data_dir=data_dir,
+            config_path=config_path,
+            control_socket=control_socket,
+            database_url=database_url,
+            ldap_port=ldap_port,
+            ldaps_port=ldaps_port,
+            base_dn=base_dn,
+        )
         try:
             _wait_ready(server, timeout)
         except ServerStartError as exc:
-            server.stop()
+            stop_process(server.process)
             last_error = exc
             if "in use" in str(exc).lower():
                 continue  # lost a port race: try other ports

@@ -158,7 +158,7 @@ def test_certificate_without_the_current_hostname_is_reissued(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ensure_dev_certificate(tmp_path)
-    monkeypatch.setattr(tls.socket, "gethostname", lambda: "renamed-host.example")
+    monkeypatch.setattr(socket, "gethostname", lambda: "renamed-host.example")
     second = ensure_dev_certificate(tmp_path)
     assert second.created
     san = load_cert(second.cert_path).extensions.get_extension_for_class(
@@ -170,7 +170,7 @@ def test_certificate_without_the_current_hostname_is_reissued(
 def test_hostname_that_is_not_a_dns_name_is_left_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tls.socket, "gethostname", lambda: "bad host!")
+    monkeypatch.setattr(socket, "gethostname", lambda: "bad host!")
     dev = ensure_dev_certificate(tmp_path)
     san = load_cert(dev.cert_path).extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert san.value.get_values_for_type(x509.DNSName) == ["localhost"]
