@@ -191,7 +191,7 @@ def test_an_unknown_account_costs_as_much_as_a_wrong_password(
         costs.append(hashed[:7])
         return real(password, hashed)
 
-    monkeypatch.setattr(passwords.bcrypt, "checkpw", recording)
+    monkeypatch.setattr(bcrypt, "checkpw", recording)
     PasswordAuthenticator(directory, 6).check("nobody", b"pw")
     assert costs == [b"$2b$06$"]
 
