@@ -20,6 +20,10 @@ transaction, which keeps numbers unique across servers sharing a database.
 Numbers an admin assigned explicitly are skipped. The one number that can come
 back is an explicitly assigned one above the counter whose owner was deleted
 before the counter reached it: nothing remembers it.
+
+Timestamps are whole seconds from ``clock`` (injectable for tests): LDAP shows
+createTimestamp/modifyTimestamp to the second, so what a filter on them
+compares is exactly what clients see.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, exists, insert, select, update
@@ -168,8 +172,10 @@ class SqlDirectory:
         default_primary_group: str = "users",
         home_template: str = "/home/{name}",
         default_shell: str = "/bin/bash",
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
+        self._clock = clock
         self.uid_range = _check_range("uid", uid_range)
         self.gid_range = _check_range("gid", gid_range)
         self.default_primary_group = validate_group_name(default_primary_group)
@@ -310,7 +316,7 @@ class SqlDirectory:
             result = conn.execute(
                 update(accounts)
                 .where(accounts.c.name_lower == name.lower(), accounts.c.kind == "user")
-                .values(password_hash=checked, modified_at=utcnow())
+                .values(password_hash=checked, modified_at=self._now())
             )
             if result.rowcount == 0:
                 raise NotFound(f'user "{name}" not found')
@@ -340,7 +346,7 @@ class SqlDirectory:
         }
 
         def work(conn: Connection) -> UserRecord:
-            now = utcnow()
+            now = self._now()
             self._refuse_existing_account(conn, name)
             if uid_number is not None:
                 self._refuse_taken_number(conn, "uid", uid_number)
@@ -385,7 +391,7 @@ class SqlDirectory:
                 .scalars()
                 .all()
             )
-            self._touch_groups(conn, group_ids, utcnow())
+            self._touch_groups(conn, group_ids, self._now())
             conn.execute(delete(accounts).where(accounts.c.id == account_id))
 
         run(self.engine, work, write=True)
@@ -399,7 +405,7 @@ class SqlDirectory:
         checked_description = _check_text("description", description)
 
         def work(conn: Connection) -> GroupRecord:
-            now = utcnow()
+            now = self._now()
             if self._group_row(conn, name) is not None:
                 raise AlreadyExists(f'group "{name}" already exists')
             if explicit_gid is not None:
@@ -429,7 +435,7 @@ class SqlDirectory:
                 .scalars()
                 .all()
             )
-            self._touch_accounts(conn, member_ids, utcnow())
+            self._touch_accounts(conn, member_ids, self._now())
             conn.execute(delete(groups).where(groups.c.id == row.id))
 
         run(self.engine, work, write=True)
@@ -458,7 +464,7 @@ class SqlDirectory:
             conn.execute(
                 insert(memberships).values(group_id=group_row.id, account_id=account_row.id)
             )
-            now = utcnow()
+            now = self._now()
             self._touch_groups(conn, [group_row.id], now)
             self._touch_accounts(conn, [account_row.id], now)
 
@@ -479,13 +485,18 @@ class SqlDirectory:
                 raise NotFound(
                     f'user "{account_row.name}" is not a member of group "{group_row.name}"'
                 )
-            now = utcnow()
+            now = self._now()
             self._touch_groups(conn, [group_row.id], now)
             self._touch_accounts(conn, [account_row.id], now)
 
         run(self.engine, work, write=True)
 
     # -------------------------------------------------------------- helpers
+
+    def _now(self) -> datetime:
+        # Whole seconds: LDAP shows createTimestamp/modifyTimestamp to the
+        # second, and a filter on them must compare what clients see.
+        return self._clock().astimezone(UTC).replace(microsecond=0)
 
     def _home(self, name: str) -> str:
         return self.home_template.format(name=name)

@@ -6,6 +6,7 @@ share state)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -43,6 +44,23 @@ def engine(database_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
+class TickingClock:
+    """A clock that moves one second per reading, so every write is "later"
+    than the one before without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
 @pytest.fixture
-def directory(engine: Engine) -> SqlDirectory:
-    return SqlDirectory(engine, uid_range=UID_RANGE, gid_range=GID_RANGE)
+def clock() -> TickingClock:
+    return TickingClock()
+
+
+@pytest.fixture
+def directory(engine: Engine, clock: TickingClock) -> SqlDirectory:
+    return SqlDirectory(engine, uid_range=UID_RANGE, gid_range=GID_RANGE, clock=clock)

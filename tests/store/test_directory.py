@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import event, insert
@@ -14,11 +13,6 @@ from ldapsrv.store.directory import NewUser, SqlDirectory
 from ldapsrv.store.models import groups, utcnow
 
 from .conftest import GID_RANGE, UID_RANGE
-
-
-def _pause() -> None:
-    # Timestamps are microsecond-precise; make sure "later" is later.
-    time.sleep(0.002)
 
 
 class TestCreateUser:
@@ -190,6 +184,23 @@ class TestNumbers:
             SqlDirectory(engine, uid_range=(1, 2), gid_range=(0, 5))
 
 
+class TestTimestamps:
+    def test_timestamps_are_whole_seconds_in_utc_as_ldap_shows_them(self, engine):
+        odd = datetime(2024, 3, 4, 5, 6, 7, 890123, tzinfo=timezone(timedelta(hours=1)))
+        directory = SqlDirectory(
+            engine, uid_range=UID_RANGE, gid_range=GID_RANGE, clock=lambda: odd
+        )
+        alice = directory.create_user(NewUser("alice"))
+        assert alice.created == datetime(2024, 3, 4, 4, 6, 7, tzinfo=UTC)
+        assert directory.search_users(FieldEquals("created", alice.created), limit=5) == [alice]
+
+    def test_the_default_clock_is_the_current_time(self, engine):
+        before = datetime.now(UTC).replace(microsecond=0)
+        directory = SqlDirectory(engine, uid_range=UID_RANGE, gid_range=GID_RANGE)
+        created = directory.create_user(NewUser("alice")).created
+        assert before <= created <= datetime.now(UTC)
+
+
 class TestGroups:
     def test_create_group_allocates_a_gid_and_stores_the_description(self, directory):
         staff = directory.create_group("staff", description="Everyone on staff")
@@ -227,7 +238,6 @@ class TestMemberships:
     def test_add_member_shows_on_both_sides_and_touches_both(self, directory):
         alice = directory.create_user(NewUser("alice", gid_number=1))
         staff = directory.create_group("staff")
-        _pause()
         directory.add_member("Staff", "ALICE")
         alice2, staff2 = directory.get_user("alice"), directory.get_group("staff")
         assert alice2.group_names == ("staff",)
@@ -260,7 +270,6 @@ class TestMemberships:
         directory.create_group("staff")
         directory.add_member("staff", "alice")
         before = directory.get_group("staff")
-        _pause()
         directory.remove_member("staff", "alice")
         after = directory.get_group("staff")
         assert after.member_names == ()
@@ -271,7 +280,6 @@ class TestMemberships:
         directory.create_user(NewUser("alice"))
         directory.create_user(NewUser("bob"))
         before = directory.get_group("users")
-        _pause()
         directory.delete_user("alice")
         after = directory.get_group("users")
         assert after.member_names == ("bob",)
@@ -282,7 +290,6 @@ class TestMemberships:
         directory.create_group("staff")
         directory.add_member("staff", "alice")
         before = directory.get_user("alice")
-        _pause()
         directory.delete_group("staff")
         after = directory.get_user("alice")
         assert after.group_names == ("users",)
@@ -319,7 +326,6 @@ class TestCredentials:
     def test_set_password_hash_replaces_it_and_touches_the_user(self, directory):
         before = directory.create_user(NewUser("alice"))
         assert directory.get_credentials("alice").password_hash is None
-        _pause()
         directory.set_password_hash("ALICE", "h2")
         assert directory.get_credentials("alice").password_hash == "h2"
         assert directory.get_user("alice").modified > before.modified
