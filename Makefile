@@ -11,15 +11,17 @@ DATA_DIR       ?= ./data
 LISTEN         ?= 127.0.0.1:3389
 LDAPS_LISTEN   ?= 127.0.0.1:3636
 BASE_DN        ?= dc=example,dc=org
-DATABASE       ?= sqlite:///$(abspath $(DATA_DIR))/ldapsrv.sqlite3
+# Empty: the server's default, a SQLite file <data dir>/ldapsrv.db.
+DATABASE       ?=
 CONTROL_SOCKET ?= $(DATA_DIR)/control.sock
 # CONFIG=path/to/ldapsrv.toml runs with that file instead of the defaults above.
 CONFIG         ?=
 
+DATABASE_ARG := $(if $(strip $(DATABASE)),--database '$(DATABASE)')
 ifeq ($(strip $(CONFIG)),)
-UPGRADE_ARGS := --database '$(DATABASE)'
-SERVE_ARGS   := --listen $(LISTEN) --ldaps-listen $(LDAPS_LISTEN) --database '$(DATABASE)' \
-                --base-dn '$(BASE_DN)' --data-dir $(DATA_DIR) --control-socket $(CONTROL_SOCKET)
+UPGRADE_ARGS := --data-dir $(DATA_DIR) $(DATABASE_ARG)
+SERVE_ARGS   := --listen $(LISTEN) --ldaps-listen $(LDAPS_LISTEN) --base-dn '$(BASE_DN)' \
+                --data-dir $(DATA_DIR) --control-socket $(CONTROL_SOCKET) $(DATABASE_ARG)
 else
 UPGRADE_ARGS := --config $(CONFIG)
 SERVE_ARGS   := --config $(CONFIG)
@@ -42,7 +44,7 @@ $(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.stamp-test
 
 run: $(VENV)/.stamp-run
-	mkdir -p $(DATA_DIR)
+	install -d -m 0700 $(DATA_DIR)
 	$(BIN)/ldapsrv db upgrade $(UPGRADE_ARGS)
 	exec $(BIN)/ldapsrv serve $(SERVE_ARGS)
 
