@@ -63,7 +63,8 @@ async def user_add(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
         mail=args.optional_string("mail"),
         display_name=args.optional_string("display_name"),
         given_name=args.optional_string("given_name"),
-        surname=args.optional_string("surname"),
+        # person MUSTs sn: without a surname the name stands in, as adduser-like tools do
+        surname=args.optional_string("surname") or args.string("name"),
     )
 
     def create() -> UserRecord:

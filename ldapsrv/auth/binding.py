@@ -40,9 +40,9 @@ class PasswordAuthenticator:
     def check(self, name: str, password: bytes) -> BindOutcome:
         credentials = self.reader.get_credentials(name)
         if credentials is None:
-            verify_password(password, None)  # same cost as a wrong password
+            verify_password(password, None, self.cost)  # same cost as a wrong password
             return BindOutcome(None, "no such account")
-        if not verify_password(password, credentials.password_hash):
+        if not verify_password(password, credentials.password_hash, self.cost):
             if credentials.password_hash is None:
                 return BindOutcome(None, "account has no password")
             return BindOutcome(None, "wrong password")

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 import string
+from functools import cache
 
 import bcrypt
 
@@ -47,18 +48,21 @@ def hash_password(password: bytes, cost: int) -> str:
     return SCHEME + hashed.decode("ascii")
 
 
-# A fixed hash to check against when the account does not exist, so that a bind
-# for an unknown name costs the same as one with a wrong password.
-_DUMMY_HASH = SCHEME + bcrypt.hashpw(b"ldapsrv-dummy", bcrypt.gensalt(rounds=4)).decode()
+@cache
+def _dummy_hash(cost: int) -> bytes:
+    """A hash to check against when the account does not exist, at the configured
+    cost, so that a bind for an unknown name costs as much as a wrong password."""
+    return bcrypt.hashpw(b"ldapsrv-dummy", bcrypt.gensalt(rounds=cost))
 
 
-def verify_password(password: bytes, stored: str | None) -> bool:
-    """True when ``password`` matches ``stored``. Unknown schemes never match."""
+def verify_password(password: bytes, stored: str | None, cost: int = 12) -> bool:
+    """True when ``password`` matches ``stored``. Unknown schemes never match.
+    ``cost`` only sets the price of the decoy check when ``stored`` is None."""
     if not password or len(password) > MAX_PASSWORD_BYTES:
         return False
     try:
         if stored is None:
-            bcrypt.checkpw(_prehash(password), _DUMMY_HASH[len(SCHEME) :].encode())
+            bcrypt.checkpw(_prehash(password), _dummy_hash(cost))
             return False
         if stored.startswith(SCHEME):
             return bcrypt.checkpw(_prehash(password), stored[len(SCHEME) :].encode("ascii"))

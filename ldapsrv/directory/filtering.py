@@ -60,7 +60,7 @@ _OTHER_RULES = {"integermatch", "2.5.13.14", "distinguishednamematch", "2.5.13.1
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _GENERALIZED_TIME = re.compile(
-    r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})?(\d{2})?(?:[.,]\d+)?(Z|[+-]\d{4})"
+    r"(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})?(\d{2})?(?:[.,]\d+)?(Z|[+-]\d{2}(?:\d{2})?)"
 )
 
 
@@ -90,12 +90,28 @@ def parse_generalized_time(value: bytes) -> datetime | None:
         sign = 1 if zone[0] == "+" else -1
         from datetime import timedelta
 
-        moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5]))
+        moment -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5] or 0))
     return moment
 
 
 def format_generalized_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+
+
+def _valid_for_syntax(at: AttributeType, value: bytes) -> bool:
+    if at.syntax is Syntax.INTEGER:
+        return parse_integer(value) is not None
+    if at.syntax is Syntax.TIME:
+        return parse_generalized_time(value) is not None
+    text = _text(value)
+    if text is None:
+        return False
+    if at.syntax is Syntax.DN:
+        try:
+            parse_dn(text)
+        except DNError:
+            return False
+    return True
 
 
 def _text(value: bytes) -> str | None:
@@ -169,6 +185,8 @@ class FilterResolver:
         field = self.fields(kind).get(name)
         if field is not None:
             return self._field(field, at, op, value, case_exact)
+        if not _valid_for_syntax(at, value):
+            return p.UNDEFINED  # an invalid assertion is Undefined for every entry
         if op != "eq":
             return p.UNDEFINED if at.syntax in (Syntax.OID, Syntax.DN) else p.FALSE
         text = _text(value)

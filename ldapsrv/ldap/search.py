@@ -16,6 +16,7 @@ from enum import Enum
 from ldapsrv.blocking import Blocking
 from ldapsrv.directory import predicates as p
 from ldapsrv.directory.dit import Dit, Kind, SearchPlan, StaticEntry, StoredEntries
+from ldapsrv.directory.dn import parse_dn
 from ldapsrv.directory.entries import Entry, Renderer, static_attribute_map
 from ldapsrv.directory.filtering import FilterResolver, evaluate
 from ldapsrv.directory.filters import Filter
@@ -154,5 +155,8 @@ class SearchEngine:
         )
 
     def _static_matches(self, entry: StaticEntry, flt: Filter) -> bool:
-        attrs = static_attribute_map(entry)
-        return evaluate(flt, attrs, self.schema, attrs) is True
+        dn_values: dict[str, list[str]] = {}
+        for rdn in parse_dn(entry.dn):
+            for attr, value in rdn:
+                dn_values.setdefault(attr, []).append(value)
+        return evaluate(flt, static_attribute_map(entry), self.schema, dn_values) is True

@@ -484,12 +484,6 @@ def test_an_internal_error_answers_other_without_details(
     assert alice.whoami() == f"dn:{ALICE_DN}".encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="static entries are evaluated with their own attributes as dn_values "
-    "(search.py _static_matches), so (dc:dn:=example) matches every user and group "
-    "but not ou=users/ou=groups, whose DNs contain dc=example too",
-)
 def test_dn_attribute_extensible_match_covers_the_containers(alice: Client) -> None:
     entries, _, _ = alice.search(BASE, "(dc:dn:=example)", scope=ONE, attributes=["1.1"])
     assert dns(entries) == [USERS, GROUPS]

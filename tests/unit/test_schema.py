@@ -124,13 +124,6 @@ def test_every_attribute_a_class_names_is_defined(schema: Schema) -> None:
                 assert schema.lookup(str(name)) is not None, (name, text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ldapsrv.schema references matching rules and syntaxes it does not publish "
-    "(caseIgnoreSubstringsMatch, caseIgnoreIA5SubstringsMatch, caseExactIA5SubstringsMatch, "
-    "objectIdentifierFirstComponentMatch; syntaxes ...121.1.3/.37/.30/.54): strict schema "
-    "readers (Apache Directory Studio, ldap3 with get_info=ALL) see dangling references",
-)
 def test_every_matching_rule_and_syntax_referenced_is_published(schema: Schema) -> None:
     rules = names_in(schema.definitions["matchingRules"])
     syntaxes = names_in(schema.definitions["ldapSyntaxes"])
