@@ -20,6 +20,30 @@ class DNError(ValueError):
     """Not a valid distinguished name; the message says where."""
 
 
+# BER string types a '#' value may carry: OCTET STRING, UTF8String, PrintableString,
+# IA5String, TeletexString (read as UTF-8 like the others).
+_BER_STRING_TAGS = {0x04, 0x0C, 0x13, 0x14, 0x16}
+
+
+def _ber_string(encoded: bytes, pos: int) -> str:
+    """RFC 4514 2.4: ``#hex`` is the BER encoding of the value; read a string TLV."""
+    if len(encoded) < 2 or encoded[0] not in _BER_STRING_TAGS:
+        raise DNError(f"hex value at position {pos} is not a BER-encoded string")
+    length, start = encoded[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 4 or len(encoded) < 2 + count:
+            raise DNError(f"hex value at position {pos} has a bad BER length")
+        length = int.from_bytes(encoded[2 : 2 + count], "big")
+        start = 2 + count
+    if start + length != len(encoded):
+        raise DNError(f"hex value at position {pos} has a bad BER length")
+    try:
+        return encoded[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DNError(f"hex value at position {pos} is not UTF-8") from exc
+
+
 def _parse_value(text: str, pos: int) -> tuple[str, int]:
     """Read one attribute value from ``pos``; returns (value, next position)."""
     n = len(text)
@@ -30,10 +54,7 @@ def _parse_value(text: str, pos: int) -> tuple[str, int]:
         hexpart = text[pos + 1 : end]
         if not hexpart or len(hexpart) % 2:
             raise DNError(f"bad hex value at position {pos}")
-        try:
-            return bytes.fromhex(hexpart).decode("utf-8"), end
-        except UnicodeDecodeError as exc:
-            raise DNError(f"hex value at position {pos} is not UTF-8") from exc
+        return _ber_string(bytes.fromhex(hexpart), pos), end
     out = bytearray()
     last_significant = 0
     while pos < n:

@@ -69,11 +69,6 @@ def test_equals_sign_in_a_value_needs_no_escape() -> None:
     assert parse_dn("cn=a=b,dc=org")[0] == (("cn", "a=b"),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 4514 2.4/3: '#' introduces the hex of the BER encoding of the value "
-    "(#04024869 is OCTET STRING 'Hi'); parse_dn decodes the hex as raw UTF-8 instead",
-)
 def test_hex_form_is_the_ber_encoding_of_the_value() -> None:
     assert parse_dn("cn=#04024869,dc=org")[0] == (("cn", "Hi"),)
 
