@@ -52,7 +52,7 @@ def test_semicolon_is_accepted_as_a_separator() -> None:
         (r"cn=\41b", "Ab"),
         (r"cn=caf\c3\a9", "café"),
         (r"cn=a\20", "a "),
-        ("cn=#616263", "abc"),
+        ("cn=#0403616263", "abc"),
         ("cn=", ""),
     ],
 )
