@@ -108,6 +108,13 @@ def admin(monkeypatch: pytest.MonkeyPatch) -> Admin:
     return made
 
 
+def test_user_add_without_surname_stores_the_name_so_person_keeps_its_mandatory_sn(
+    admin: Admin,
+) -> None:
+    user = admin.call("user.add", name="carol")
+    assert user["surname"] == "carol"
+
+
 def test_user_add_returns_the_rendered_user_with_dn_and_no_secret(admin: Admin) -> None:
     user = admin.call(
         "user.add",

@@ -168,16 +168,6 @@ def test_names_with_special_characters_are_escaped_in_dns() -> None:
     assert attrs == [("entryDN", [dn.encode()])]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="person (and so inetOrgPerson) MUSTs sn; a user without a surname is rendered "
-    "without sn, an entry that violates the published schema (fall back to the name?)",
-)
-def test_a_user_without_surname_still_has_the_mandatory_sn() -> None:
-    renderer = Renderer(DIT, SCHEMA, Selection.parse(["sn"], SCHEMA))
-    assert renderer.user(user(3, "carol", surname=None))[1] != []
-
-
 def test_static_entries_default_and_operational() -> None:
     renderer = Renderer(DIT, SCHEMA, Selection.parse([], SCHEMA))
     dn, attrs = renderer.static(DIT.base_entry)
