@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("serve", "db"):
+        # The database, its WAL files and the TLS keys hold secrets: owner-only.
+        os.umask(0o077)
         try:
             config = _load(args)
         except ConfigError as exc:
