@@ -45,7 +45,7 @@ from ldapsrv.directory.records import Credentials, GroupRecord, UserRecord
 from ldapsrv.errors import AlreadyExists, InvalidValue, NotFound, RangeExhausted
 from ldapsrv.store.engine import run
 from ldapsrv.store.models import accounts, groups, id_allocators, memberships, utcnow
-from ldapsrv.store.sqlfilter import compile_condition
+from ldapsrv.store.sqlfilter import compile_condition, storable
 
 MAX_ID_NUMBER = 2**31 - 1
 """uid/gid numbers are signed 32-bit INTEGER columns on every backend."""
@@ -114,6 +114,13 @@ _GROUP_COLUMNS = (
     groups.c.created_at,
     groups.c.modified_at,
 )
+
+
+def _key(name: str) -> str:
+    """The ``name_lower`` to look ``name`` up by. A name no row can have (one
+    with NUL, which PostgreSQL refuses even as a parameter) becomes "", which
+    no valid name equals: the lookup finds nothing instead of failing."""
+    return name.lower() if storable(name) else ""
 
 
 def _check_id_number(kind: IdKind, number: object) -> int:
@@ -216,7 +223,7 @@ class SqlDirectory:
                 accounts.c.kind == "user", accounts.c.id > after_id
             )
             if name is not None:
-                query = query.where(accounts.c.name_lower == name.lower())
+                query = query.where(accounts.c.name_lower == _key(name))
             if condition is not True:
                 query = query.where(condition)
             rows = conn.execute(query.order_by(accounts.c.id).limit(limit)).all()
@@ -240,7 +247,7 @@ class SqlDirectory:
         def work(conn: Connection) -> list[GroupRecord]:
             query = select(*_GROUP_COLUMNS).where(groups.c.id > after_id)
             if name is not None:
-                query = query.where(groups.c.name_lower == name.lower())
+                query = query.where(groups.c.name_lower == _key(name))
             if condition is not True:
                 query = query.where(condition)
             rows = conn.execute(query.order_by(groups.c.id).limit(limit)).all()
@@ -291,7 +298,7 @@ class SqlDirectory:
                     accounts.c.name,
                     accounts.c.password_hash,
                     accounts.c.disabled,
-                ).where(accounts.c.name_lower == name.lower())
+                ).where(accounts.c.name_lower == _key(name))
             ).first()
             if row is None:
                 return None
@@ -315,7 +322,7 @@ class SqlDirectory:
         def work(conn: Connection) -> None:
             result = conn.execute(
                 update(accounts)
-                .where(accounts.c.name_lower == name.lower(), accounts.c.kind == "user")
+                .where(accounts.c.name_lower == _key(name), accounts.c.kind == "user")
                 .values(password_hash=checked, modified_at=self._now())
             )
             if result.rowcount == 0:
@@ -562,7 +569,7 @@ class SqlDirectory:
 
     def _refuse_existing_account(self, conn: Connection, name: str) -> None:
         row = conn.execute(
-            select(accounts.c.name).where(accounts.c.name_lower == name.lower())
+            select(accounts.c.name).where(accounts.c.name_lower == _key(name))
         ).first()
         if row is not None:
             raise AlreadyExists(f'user "{row.name}" already exists')
@@ -584,7 +591,7 @@ class SqlDirectory:
     def _user_id(self, conn: Connection, name: str) -> int:
         account_id = conn.execute(
             select(accounts.c.id).where(
-                accounts.c.name_lower == name.lower(), accounts.c.kind == "user"
+                accounts.c.name_lower == _key(name), accounts.c.kind == "user"
             )
         ).scalar()
         if account_id is None:
@@ -594,7 +601,7 @@ class SqlDirectory:
     def _group_row(self, conn: Connection, name: str) -> Any:
         return conn.execute(
             select(groups.c.id, groups.c.name, groups.c.gid_number).where(
-                groups.c.name_lower == name.lower()
+                groups.c.name_lower == _key(name)
             )
         ).first()
 
@@ -603,7 +610,7 @@ class SqlDirectory:
         if group_row is None:
             raise NotFound(f'group "{group}" not found')
         account_row = conn.execute(
-            select(accounts.c.id, accounts.c.name).where(accounts.c.name_lower == user.lower())
+            select(accounts.c.id, accounts.c.name).where(accounts.c.name_lower == _key(user))
         ).first()
         if account_row is None:
             raise NotFound(f'user "{user}" not found')

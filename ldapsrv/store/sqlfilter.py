@@ -34,6 +34,8 @@ Matching rules, identical on SQLite, PostgreSQL and MariaDB:
 * A field the table does not have (``uid_number`` of a group) and a membership
   test that does not apply to the kind (InGroup on groups) is an absent
   attribute: FALSE, and its negation TRUE.
+* A value no column can hold (an integer beyond 32 bits, a string with NUL)
+  is decided without asking the database, which would refuse to bind it.
 """
 
 from __future__ import annotations
@@ -230,6 +232,18 @@ def as_text(value: Value) -> str | None:
 
 _UNDEFINED: tuple[Condition, Condition] = (False, False)
 _ABSENT: tuple[Condition, Condition] = (False, True)
+_NEVER: tuple[Condition, Condition] = (False, True)
+"""A comparison no stored value can satisfy: FALSE for every row."""
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+"""The range of the INTEGER columns; assertions beyond it are decided here
+(SQLite's driver cannot even bind integers beyond 64 bits)."""
+
+
+def storable(text: str) -> bool:
+    """False for strings no column holds: NUL characters (PostgreSQL refuses
+    them even as parameters; the store refuses control characters on write)."""
+    return "\x00" not in text
 
 
 def _nullable_false(field: _Field, false_when_present: Condition) -> Condition:
@@ -313,16 +327,21 @@ class _Compiler:
                 number = as_integer(value)
                 if number is None:
                     return _UNDEFINED
+                if not INT_MIN <= number <= INT_MAX:
+                    return _NEVER  # no column can hold it (and drivers would choke)
                 return (col == number, _nullable_false(field, col != number))
             case "datetime":
                 instant = as_datetime(value)
                 if instant is None:
                     return _UNDEFINED
                 return (col == instant, _nullable_false(field, col != instant))
+        text = as_text(value)
+        if text is None:
+            return _UNDEFINED
+        if not storable(text):
+            return _NEVER
+        match field.kind:
             case "name":
-                text = as_text(value)
-                if text is None:
-                    return _UNDEFINED
                 lowered = self.fields["name"].column.table.c.name_lower
                 if case_exact:
                     # name_lower first: the unique index finds the row, the
@@ -333,22 +352,15 @@ class _Compiler:
                     )
                 return (lowered == text.lower(), lowered != text.lower())
             case "uuid":
-                text = as_text(value)
-                if text is None:
-                    return _UNDEFINED
                 # Stored in canonical lower case; UUID matching ignores case.
                 wanted = text if case_exact else text.lower()
                 return (col == wanted, col != wanted)
             case "text":
-                text = as_text(value)
-                if text is None:
-                    return _UNDEFINED
                 if case_exact:
                     return (col == text, _nullable_false(field, col != text))
                 lhs, rhs = func.lower(col), func.lower(text)
                 return (lhs == rhs, _nullable_false(field, lhs != rhs))
-            case _:
-                assert_never(field.kind)
+        raise AssertionError(f"unhandled field kind {field.kind!r}")
 
     def _substrings(
         self, field: _Field, pattern: str, case_exact: bool
@@ -373,6 +385,8 @@ class _Compiler:
                     lhs, rhs = func.lower(col), func.lower(pattern)
             case _:
                 assert_never(field.kind)
+        if not storable(pattern):
+            return _NEVER
         if pattern == "%":
             # No pieces: matches every present value, like a presence test.
             return _present(field)
@@ -387,37 +401,49 @@ class _Compiler:
         col = field.column
         lhs: Any
         rhs: Any
+        strict = False
         match field.kind:
             case "int":
                 rhs = as_integer(value)
                 if rhs is None:
                     return _UNDEFINED
+                if not INT_MIN <= rhs <= INT_MAX:
+                    # Beyond every storable value: all or nothing.
+                    return _present(field) if (rhs > INT_MAX) == (op == "<=") else _NEVER
                 lhs = col
             case "datetime":
                 rhs = as_datetime(value)
                 if rhs is None:
                     return _UNDEFINED
                 lhs = col
-            case "name" | "uuid":
+            case "name" | "uuid" | "text":
                 text = as_text(value)
                 if text is None:
                     return _UNDEFINED
-                source = col.table.c.name_lower if field.kind == "name" else col
-                lhs, rhs = codepoint_order(source), text.lower()
-            case "text":
-                text = as_text(value)
-                if text is None:
-                    return _UNDEFINED
-                lhs, rhs = codepoint_order(func.lower(col)), func.lower(text)
+                if not storable(text):
+                    # No stored value contains NUL, so for s without NUL and
+                    # p the part before the first NUL: s >= p+NUL+... iff
+                    # s > p, and s <= p+NUL+... iff s <= p.
+                    text = text.split("\x00", 1)[0]
+                    strict = op == ">="
+                if field.kind == "text":
+                    lhs, rhs = codepoint_order(func.lower(col)), func.lower(text)
+                else:
+                    source = col.table.c.name_lower if field.kind == "name" else col
+                    lhs, rhs = codepoint_order(source), text.lower()
             case _:
                 assert_never(field.kind)
         if op == ">=":
+            if strict:
+                return (lhs > rhs, _nullable_false(field, lhs <= rhs))
             return (lhs >= rhs, _nullable_false(field, lhs < rhs))
         return (lhs <= rhs, _nullable_false(field, lhs > rhs))
 
     def _exists_membership(
         self, *, group_name: str | None = None, account_name: str | None = None
     ) -> tuple[Condition, Condition]:
+        if not all(storable(n) for n in (group_name, account_name) if n is not None):
+            return _NEVER
         m = memberships.alias()
         if self.target == "users":
             query = select(m.c.group_id).where(m.c.account_id == accounts.c.id)

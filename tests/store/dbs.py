@@ -18,9 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, delete, insert, text
 from sqlalchemy.engine import make_url
 
+from ldapsrv.store.models import accounts, groups, id_allocators, memberships
 from ldapsrv.store.schema_version import upgrade
 
 Kind = Literal["sqlite", "postgresql", "mariadb"]
@@ -62,6 +63,20 @@ def skip_unless_available(kind: Kind) -> None:
     if require_all():
         pytest.fail(f"{REQUIRE_ALL_VARIABLE}=1 but {reason}")
     pytest.skip(reason)
+
+
+def empty_database(engine: Engine) -> None:
+    """Delete every row and restart the uid/gid counters, keeping the schema:
+    the state ``ldapsrv db upgrade`` leaves behind, minus its cost."""
+    with engine.begin() as conn:
+        conn.execute(delete(memberships))
+        conn.execute(delete(accounts))
+        conn.execute(delete(groups))
+        conn.execute(delete(id_allocators))
+        conn.execute(
+            insert(id_allocators),
+            [{"name": "uid", "next_value": 0}, {"name": "gid", "next_value": 0}],
+        )
 
 
 @contextmanager

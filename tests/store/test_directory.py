@@ -416,6 +416,16 @@ class TestSearch:
     def test_zero_limit_returns_nothing(self, populated):
         assert populated.search_users(TRUE, limit=0) == []
 
+    def test_names_no_row_can_have_find_nothing_instead_of_failing(self, populated):
+        # PostgreSQL refuses NUL even as a parameter; a bind DN could carry one.
+        assert populated.search_users(TRUE, limit=5, name="user01\x00") == []
+        assert populated.search_groups(TRUE, limit=5, name="odd\x00") == []
+        assert populated.get_credentials("user01\x00") is None
+        with pytest.raises(NotFound):
+            populated.set_password_hash("user01\x00", "h")
+        with pytest.raises(NotFound):
+            populated.add_member("odd", "user02\x00")
+
     def test_list_users_is_ordered_by_name(self, directory):
         for name in ("bob", "Alice", "carol"):
             directory.create_user(NewUser(name))

@@ -365,6 +365,17 @@ EXAMPLES: list[tuple[str, Predicate]] = [
     ("groups", FieldSubstrings("name", "a", ("_",), None)),
     ("groups", Negation(FieldPresent("description"))),
     ("groups", FieldCompare("gid_number", "<=", 30)),
+    # Values no column can hold are decided without the database.
+    ("users", FieldEquals("uid_number", 10**20)),
+    ("users", Negation(FieldEquals("uid_number", 2**31))),
+    ("users", FieldCompare("uid_number", "<=", 2**40)),
+    ("users", FieldCompare("uid_number", ">=", -(2**40))),
+    ("users", FieldEquals("mail", "alice\x00")),
+    ("users", Negation(FieldSubstrings("mail", "a\x00", (), None))),
+    ("users", FieldCompare("surname", ">=", "bob\x00")),  # "bob" itself is below it
+    ("users", FieldCompare("surname", "<=", "bob\x00")),
+    ("users", InGroup("staff\x00")),
+    ("groups", Negation(HasMember("alice\x00"))),
 ]
 
 
@@ -401,7 +412,7 @@ def _fragments(words: list[str]) -> list[str]:
 PIECES = st.one_of(
     st.sampled_from(_fragments(TEXTS + USER_NAMES + GROUP_NAMES)),
     st.sampled_from(USER_UUIDS[:4] + GROUP_UUIDS[:4]).map(lambda u: u[:3].upper()),
-    st.text(alphabet="aAbB%_!éÉ /xl", max_size=3),
+    st.text(alphabet="aAbB%_!éÉ /xl\x00", max_size=3),
 )
 STRINGS = st.one_of(
     st.sampled_from(TEXTS + USER_NAMES + GROUP_NAMES),
@@ -419,6 +430,8 @@ INSTANT_VALUES = st.one_of(
 VALUES = st.one_of(
     STRINGS,
     st.sampled_from(UID_NUMBERS + GID_NUMBERS + [0, -1, 100009]),
+    st.sampled_from([2**31 - 1, 2**31, -(2**31) - 1, 2**40, -(2**70), 10**20]),
+    st.sampled_from(["Al\x00", "\x00", "bob\x00x", "2\x00"]),
     st.sampled_from(["9", "100", " 10", "1e3", "-"]),
     INSTANT_VALUES,
 )
@@ -456,6 +469,7 @@ PREDICATES: st.SearchStrategy[Predicate] = st.recursive(
 PROPERTY_SETTINGS = settings(
     max_examples=150,
     deadline=None,
+    database=None,  # keep no example files in the working tree; failures print the example
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
