@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -39,6 +40,28 @@ def test_upgrade_creates_the_schema_on_an_empty_database_and_is_idempotent(datab
             check_schema(engine)
         finally:
             engine.dispose()
+
+
+def test_two_servers_upgrading_at_once_both_succeed(database_kind):
+    # Several servers may run "ldapsrv db upgrade" against one database at
+    # start-up: the upgrade lock makes the second a no-op, not a crash.
+    with fresh_database(database_kind, migrate=False) as url:
+        start = threading.Barrier(2)
+        results: list[object] = []
+
+        def upgrade_after_barrier() -> None:
+            start.wait()
+            try:
+                results.append(upgrade(url))
+            except Exception as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=upgrade_after_barrier) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert results == [head_revision(), head_revision()]
 
 
 def test_check_schema_on_an_empty_database_names_the_command_to_run(database_kind):
