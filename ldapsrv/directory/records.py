@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +50,68 @@ class Credentials:
     name: str
     password_hash: str | None
     disabled: bool
+    kind: str = "user"  # an AccountKind value
+
+
+class AccountKind(StrEnum):
+    """People log in; service accounts are machines; internal ones belong to the server."""
+
+    USER = "user"
+    SERVICE_ACCOUNT = "service_account"
+    INTERNAL_SERVICE_ACCOUNT = "internal_service_account"
+
+
+class TokenIntent(StrEnum):
+    APP_PASSWORD = "app_password"  # binds over LDAP
+    API = "api"  # authenticates management API calls, never an LDAP bind
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountRecord:
+    """A machine identity in ou=users. Never a posixAccount, never has a password."""
+
+    id: int
+    uuid: str
+    name: str
+    kind: AccountKind
+    description: str | None
+    created: datetime
+    modified: datetime
+    group_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A token as stored: the bcrypt hash checks binds, the encrypted copy (when
+    viewable copies are on) lets an admin read the value again. ``generation``
+    grows with every rotation so that exactly one server wins a rotation."""
+
+    id: int
+    identifier: str
+    account_name: str
+    account_kind: AccountKind
+    intent: TokenIntent
+    description: str | None
+    lookup_id: str
+    secret_hash: str
+    encrypted_value: str | None
+    expiring: bool
+    expires_at: datetime | None
+    lifetime_seconds: int | None
+    created: datetime
+    last_used_at: datetime | None
+    last_used_address: str | None
+    rotated_at: datetime | None
+    generation: int
+    hook_pending: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One line of the append-only audit trail. Never holds a secret."""
+
+    actor: str  # e.g. "control-socket uid=0", "ldapsrv (rotation)"
+    channel: str  # "control-socket", "server", "ldap"
+    action: str  # e.g. "token.rotate", "service_account.create"
+    target: str  # what it acted on, e.g. "token nas-backup"
+    details: tuple[tuple[str, str], ...] = ()
