@@ -63,6 +63,13 @@ class Config:
     # [security]
     bcrypt_cost: int
     anonymous_read: bool
+    # [tokens]
+    token_bcrypt_cost: int
+    tokens_viewable: bool
+    token_key_file: Path
+    rotation_hook: tuple[str, ...]
+    rotation_hook_timeout: int
+    rotation_check_interval: int
     # [logging]
     log_level: str
 
@@ -150,6 +157,19 @@ def _mode(key: str, raw: object) -> int:
     return mode
 
 
+def _command(key: str, raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        import shlex
+
+        raw = shlex.split(raw)
+    if not isinstance(raw, list) or not all(isinstance(a, str) and a for a in raw):
+        raise ConfigError(
+            f'{key}: expected a command as a list of strings, e.g. ["/usr/local/bin/push-token"]'
+            f", or [] for none, got {raw!r}"
+        )
+    return tuple(raw)
+
+
 def _log_level(key: str, raw: object) -> str:
     text = _string(key, raw).lower()
     allowed = ("debug", "info", "warning", "error")
@@ -194,6 +214,14 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
     "security": {
         "bcrypt_cost": (_int_in(4, 16), 12),
         "anonymous_read": (_bool, False),
+    },
+    "tokens": {
+        "bcrypt_cost": (_int_in(4, 16), 10),
+        "viewable": (_bool, True),
+        "key_file": (_string, ""),  # "" -> <data_dir>/token.key
+        "rotation_hook": (_command, []),
+        "rotation_hook_timeout": (_int_in(1, 3600), 30),
+        "rotation_check_interval": (_int_in(1, 86400), 60),
     },
     "logging": {
         "level": (_log_level, "info"),
@@ -283,5 +311,11 @@ def load_config(
         default_shell=v["accounts.default_shell"],
         bcrypt_cost=v["security.bcrypt_cost"],
         anonymous_read=v["security.anonymous_read"],
+        token_bcrypt_cost=v["tokens.bcrypt_cost"],
+        tokens_viewable=v["tokens.viewable"],
+        token_key_file=Path(v["tokens.key_file"] or data_dir / "token.key"),
+        rotation_hook=v["tokens.rotation_hook"],
+        rotation_hook_timeout=v["tokens.rotation_hook_timeout"],
+        rotation_check_interval=v["tokens.rotation_check_interval"],
         log_level=v["logging.level"],
     )
