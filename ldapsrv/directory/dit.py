@@ -23,8 +23,13 @@ GROUPS_OU = "groups"
 
 
 class Kind(Enum):
-    USER = "user"
+    USER = "user"  # a person
+    SERVICE = "service"  # a service account (also in ou=users)
     GROUP = "group"
+
+    @property
+    def in_users(self) -> bool:
+        return self is not Kind.GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +54,12 @@ Source = StaticEntry | StoredEntries
 
 @dataclass(frozen=True, slots=True)
 class SearchPlan:
-    """What to read, in order; ``leaf`` is set when the base is one stored entry,
-    whose existence decides between "no entries" and noSuchObject."""
+    """What to read, in order; ``leaves`` are set when the base names one stored
+    entry (a name under ou=users may be a person or a service account), whose
+    existence decides between "no entries" and noSuchObject."""
 
     sources: tuple[Source, ...]
-    leaf: StoredEntries | None = None
+    leaves: tuple[StoredEntries, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,7 @@ class Dit:
     # -- naming ---------------------------------------------------------------
 
     def user_dn(self, name: str) -> str:
+        """The DN of a person or a service account."""
         return f"cn={escape_value(name)},{self.users_dn}"
 
     def group_dn(self, name: str) -> str:
@@ -112,7 +119,7 @@ class Dit:
 
     def static_dn_values(self, kind: Kind) -> dict[str, tuple[str, ...]]:
         """Values of the non-leaf RDN attributes in an entry's DN (for ``:dn:`` filters)."""
-        values: dict[str, list[str]] = {"ou": [USERS_OU if kind is Kind.USER else GROUPS_OU]}
+        values: dict[str, list[str]] = {"ou": [USERS_OU if kind.in_users else GROUPS_OU]}
         for rdn in self.base:
             for attr, value in rdn:
                 values.setdefault(attr, []).append(value)
@@ -123,14 +130,14 @@ class Dit:
 
         Accepts ``cn=`` (and for people ``uid=``) as the leaf, in any case.
         """
-        container = USERS_OU if kind is Kind.USER else GROUPS_OU
+        container = USERS_OU if kind.in_users else GROUPS_OU
         norm = normalize(dn)
         if len(dn) != len(self.base) + 2 or norm[1] != (("ou", container),):
             return None
         if norm[2:] != self.base_norm or len(dn[0]) != 1:
             return None
         attr, value = dn[0][0]
-        if attr == "cn" or (attr == "uid" and kind is Kind.USER):
+        if attr == "cn" or (attr == "uid" and kind.in_users):
             return value
         return None
 
@@ -149,36 +156,39 @@ class Dit:
         if depth < 0 or norm[depth:] != self.base_norm:
             raise NoSuchBase("")
         users = StoredEntries(Kind.USER)
+        services = StoredEntries(Kind.SERVICE)
         groups = StoredEntries(Kind.GROUP)
         if depth == 0:
             if scope == SCOPE_BASE:
                 return SearchPlan((self.base_entry,))
             if scope == SCOPE_ONE:
                 return SearchPlan((self.users_entry, self.groups_entry))
-            return SearchPlan((self.base_entry, self.users_entry, self.groups_entry, users, groups))
+            return SearchPlan(
+                (self.base_entry, self.users_entry, self.groups_entry, users, services, groups)
+            )
         container = norm[depth - 1]
         if container not in ((("ou", USERS_OU),), (("ou", GROUPS_OU),)):
             raise NoSuchBase(self.base_dn)
         is_users = container == (("ou", USERS_OU),)
         if depth == 1:
             entry = self.users_entry if is_users else self.groups_entry
-            everything = users if is_users else groups
+            everything: tuple[Source, ...] = (users, services) if is_users else (groups,)
             if scope == SCOPE_BASE:
                 return SearchPlan((entry,))
             if scope == SCOPE_ONE:
-                return SearchPlan((everything,))
-            return SearchPlan((entry, everything))
-        kind = Kind.USER if is_users else Kind.GROUP
-        name = self.entry_name(base, kind) if depth == 2 else None
+                return SearchPlan(everything)
+            return SearchPlan((entry, *everything))
+        kinds = (Kind.USER, Kind.SERVICE) if is_users else (Kind.GROUP,)
+        name = self.entry_name(base, kinds[0]) if depth == 2 else None
         if name is None:
             raise NoSuchBase(self.users_dn if is_users else self.groups_dn)
-        leaf = StoredEntries(kind, name)
+        leaves = tuple(StoredEntries(kind, name) for kind in kinds)
         if scope == SCOPE_ONE:
-            return SearchPlan((), leaf)  # leaves have no children
-        return SearchPlan((leaf,), leaf)
+            return SearchPlan((), leaves)  # leaves have no children
+        return SearchPlan(leaves, leaves)
 
     def container_dn(self, kind: Kind) -> str:
-        return self.users_dn if kind is Kind.USER else self.groups_dn
+        return self.users_dn if kind.in_users else self.groups_dn
 
 
 def scope_name(scope: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ldapsrv.directory.dit import Dit, Kind, StaticEntry
 from ldapsrv.directory.filtering import (
@@ -19,7 +20,7 @@ from ldapsrv.directory.filtering import (
     SUBSCHEMA_DN,
     format_generalized_time,
 )
-from ldapsrv.directory.records import GroupRecord, UserRecord
+from ldapsrv.directory.records import GroupRecord, ServiceAccountRecord, UserRecord
 from ldapsrv.directory.schema import Schema
 
 Attribute = tuple[str, Sequence[bytes]]
@@ -70,6 +71,7 @@ def _i(value: int) -> list[bytes]:
 
 UserGetter = Callable[[UserRecord], list[bytes]]
 GroupGetter = Callable[[GroupRecord], list[bytes]]
+ServiceGetter = Callable[[ServiceAccountRecord], list[bytes]]
 
 
 class Renderer:
@@ -119,11 +121,40 @@ class Renderer:
             ("subschemaSubentry", True, lambda r: schema_dn),
             ("hasSubordinates", True, lambda r: no),
         ]
+        service_classes = [c.encode() for c in CLASSES[Kind.SERVICE]]
+        service_all: list[tuple[str, bool, ServiceGetter]] = [
+            ("objectClass", False, lambda r: service_classes),
+            ("cn", False, lambda r: _s(r.name)),
+            ("uid", False, lambda r: _s(r.name)),
+            ("description", False, lambda r: _opt(r.description)),
+            ("memberOf", False, lambda r: [group_dn(g).encode() for g in r.group_names]),
+            ("entryUUID", True, lambda r: _s(r.uuid)),
+            ("entryDN", True, lambda r: _s(user_dn(r.name))),
+            ("createTimestamp", True, lambda r: _s(format_generalized_time(r.created))),
+            ("modifyTimestamp", True, lambda r: _s(format_generalized_time(r.modified))),
+            ("structuralObjectClass", True, lambda r: _s(STRUCTURAL[Kind.SERVICE])),
+            ("subschemaSubentry", True, lambda r: schema_dn),
+            ("hasSubordinates", True, lambda r: no),
+        ]
         self._user = [(n, g) for n, op, g in user_all if selection.wants(n, op)]
+        self._service = [(n, g) for n, op, g in service_all if selection.wants(n, op)]
         self._group = [(n, g) for n, op, g in group_all if selection.wants(n, op)]
 
     def user(self, record: UserRecord) -> Entry:
         return self.dit.user_dn(record.name), self._finish([(n, g(record)) for n, g in self._user])
+
+    def service(self, record: ServiceAccountRecord) -> Entry:
+        return self.dit.user_dn(record.name), self._finish(
+            [(n, g(record)) for n, g in self._service]
+        )
+
+    def for_kind(self, kind: Kind) -> Callable[[Any], Entry]:
+        """The renderer for rows of this kind (the search loop is kind-agnostic)."""
+        if kind is Kind.USER:
+            return self.user
+        if kind is Kind.SERVICE:
+            return self.service
+        return self.group
 
     def group(self, record: GroupRecord) -> Entry:
         return self.dit.group_dn(record.name), self._finish(

@@ -36,9 +36,14 @@ from ldapsrv.directory.filters import (
 from ldapsrv.directory.schema import AttributeType, Schema, Syntax
 
 USER_CLASSES = ("top", "person", "organizationalPerson", "inetOrgPerson", "posixAccount")
+SERVICE_CLASSES = ("top", "applicationProcess", "uidObject")
 GROUP_CLASSES = ("top", "groupOfNames", "posixGroup")
-STRUCTURAL = {Kind.USER: "inetOrgPerson", Kind.GROUP: "groupOfNames"}
-CLASSES = {Kind.USER: USER_CLASSES, Kind.GROUP: GROUP_CLASSES}
+STRUCTURAL = {
+    Kind.USER: "inetOrgPerson",
+    Kind.SERVICE: "applicationProcess",
+    Kind.GROUP: "groupOfNames",
+}
+CLASSES = {Kind.USER: USER_CLASSES, Kind.SERVICE: SERVICE_CLASSES, Kind.GROUP: GROUP_CLASSES}
 SUBSCHEMA_DN = "cn=Subschema"
 
 # Matching rules by name or OID -> (applies to strings?, case exact?)
@@ -128,7 +133,11 @@ class FilterResolver:
         self._dn_values = {kind: self.dit.static_dn_values(kind) for kind in Kind}
 
     def fields(self, kind: Kind) -> Mapping[str, str]:
-        return self.schema.user_fields if kind is Kind.USER else self.schema.group_fields
+        if kind is Kind.USER:
+            return self.schema.user_fields
+        if kind is Kind.SERVICE:
+            return self.schema.service_fields
+        return self.schema.group_fields
 
     # -- filters -> predicates --------------------------------------------------
 
@@ -171,7 +180,7 @@ class FilterResolver:
             return p.TRUE
         if kind is Kind.GROUP and name in ("member", "memberUid"):
             return p.HasAnyMember()
-        if kind is Kind.USER and name == "memberOf":
+        if kind.in_users and name == "memberOf":
             return p.InAnyGroup()
         return p.FALSE
 
@@ -206,11 +215,11 @@ class FilterResolver:
             entry = self._dn_name(text, kind)
             return entry if not isinstance(entry, str) else p.FieldEquals("name", entry)
         if kind is Kind.GROUP and name == "member":
-            member = self._dn_name(text, Kind.USER)
+            member = self._dn_name(text, Kind.USER)  # people and service accounts
             return member if not isinstance(member, str) else p.HasMember(member)
         if kind is Kind.GROUP and name == "memberUid":
             return p.HasMember(text.strip())
-        if kind is Kind.USER and name == "memberOf":
+        if kind.in_users and name == "memberOf":
             group = self._dn_name(text, Kind.GROUP)
             return group if not isinstance(group, str) else p.InGroup(group)
         return p.FALSE  # a known attribute this kind of entry does not have
@@ -324,7 +333,7 @@ class FilterResolver:
             return p.UNDEFINED
         leaf = at.name.lower()
         parts: list[p.Predicate] = [p.Const(any(same(v) for v in static.get(leaf, ())))]
-        if leaf == "cn" or (leaf == "uid" and kind is Kind.USER):
+        if leaf == "cn" or (leaf == "uid" and kind.in_users):
             parts.append(p.FieldEquals("name", text, case_exact=bool(exact)))
         return p.AnyOf(tuple(parts))
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from ldapsrv.directory.predicates import Predicate
-from ldapsrv.directory.records import Credentials, GroupRecord, UserRecord
+from ldapsrv.directory.records import (
+    Credentials,
+    GroupRecord,
+    ServiceAccountRecord,
+    UserRecord,
+)
 
 
 class DirectoryReader(Protocol):
@@ -19,6 +24,10 @@ class DirectoryReader(Protocol):
     def search_groups(
         self, predicate: Predicate, *, after_id: int = 0, limit: int, name: str | None = None
     ) -> list[GroupRecord]: ...
+
+    def search_service_accounts(
+        self, predicate: Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+    ) -> list[ServiceAccountRecord]: ...
 
     def get_credentials(self, name: str) -> Credentials | None: ...
 

@@ -35,7 +35,8 @@ UserField = Literal[
     "modified",
 ]
 GroupField = Literal["name", "uuid", "gid_number", "description", "created", "modified"]
-Field = UserField | GroupField
+ServiceField = Literal["name", "uuid", "description", "created", "modified"]
+Field = UserField | GroupField | ServiceField
 Value = str | int | datetime
 
 
@@ -95,7 +96,7 @@ class FieldPresent:
 
 @dataclass(frozen=True, slots=True)
 class InGroup:
-    """Users: member of the group with this name (case-insensitive). memberOf."""
+    """Accounts: member of the group with this name (case-insensitive). memberOf."""
 
     group_name: str
 
@@ -114,7 +115,7 @@ class HasAnyMember:
 
 @dataclass(frozen=True, slots=True)
 class InAnyGroup:
-    """Users: member of at least one group (``memberOf=*``)."""
+    """Accounts: member of at least one group (``memberOf=*``)."""
 
 
 Predicate = (

@@ -68,6 +68,7 @@ class Schema:
     definitions: dict[str, tuple[str, ...]]  # attributeTypes/objectClasses/... -> texts
     user_fields: dict[str, str]  # canonical attribute name -> store field
     group_fields: dict[str, str]
+    service_fields: dict[str, str]
 
     def lookup(self, name: str) -> AttributeType | None:
         """Find an attribute by any of its names or its OID, ignoring case and options."""
@@ -187,7 +188,7 @@ def load_schema(directory: Path | None = None) -> Schema:
     frozen = {k: tuple(v) for k, v in definitions.items()}
     attributes = _build_attributes(frozen.get("attributeTypes", ()))
     fields: dict[str, dict[str, str]] = {}
-    for kind in ("user", "group"):
+    for kind in ("user", "group", "service"):
         table = mapping.get(kind, {})
         fields[kind] = {}
         for attr_name, field in table.items():
@@ -195,4 +196,4 @@ def load_schema(directory: Path | None = None) -> Schema:
             if attr is None:
                 raise SchemaError(f"attributes.toml [{kind}] {attr_name}: not in ldapsrv.schema")
             fields[kind][attr.name] = field
-    return Schema(attributes, frozen, fields["user"], fields["group"])
+    return Schema(attributes, frozen, fields["user"], fields["group"], fields["service"])

@@ -21,7 +21,7 @@ from ldapsrv.directory.entries import Entry, Renderer, static_attribute_map
 from ldapsrv.directory.filtering import FilterResolver, evaluate
 from ldapsrv.directory.filters import Filter
 from ldapsrv.directory.ports import DirectoryReader
-from ldapsrv.directory.records import GroupRecord, UserRecord
+from ldapsrv.directory.records import GroupRecord, ServiceAccountRecord, UserRecord
 from ldapsrv.directory.schema import Schema
 from ldapsrv.directory.visibility import Viewer
 
@@ -71,8 +71,7 @@ class SearchEngine:
         self, plan: SearchPlan, flt: Filter, renderer: Renderer, viewer: Viewer
     ) -> PreparedSearch:
         kinds = {s.kind for s in plan.sources if isinstance(s, StoredEntries)}
-        if plan.leaf is not None:
-            kinds.add(plan.leaf.kind)
+        kinds.update(leaf.kind for leaf in plan.leaves)
         predicates = {k: viewer.restrict(k, self.resolver.resolve(flt, k)) for k in kinds}
         return PreparedSearch(plan, flt, predicates, renderer)
 
@@ -110,16 +109,16 @@ class SearchEngine:
                 want = min(want, max_entries - sent + 1)
             predicate = search.predicates[source.kind]
             if predicate == p.FALSE:
-                rows: list[UserRecord] | list[GroupRecord] = []
+                rows: list[UserRecord] | list[ServiceAccountRecord] | list[GroupRecord] = []
             else:
                 rows = await self._fetch(source, predicate, cursor.after_id, want)
             if cancelled():
                 return Stop.CANCELLED
-            render = search.renderer.user if source.kind is Kind.USER else search.renderer.group
+            render = search.renderer.for_kind(source.kind)
             for row in rows:
                 if max_entries is not None and sent >= max_entries:
                     return Stop.LIMIT
-                emit(render(row))  # type: ignore[arg-type]
+                emit(render(row))
                 sent += 1
                 cursor.returned += 1
                 cursor.after_id = row.id
@@ -128,16 +127,25 @@ class SearchEngine:
                 cursor.after_id = 0
         return Stop.DONE
 
-    async def exists(self, leaf: StoredEntries, viewer: Viewer) -> bool:
-        predicate = viewer.restrict(leaf.kind, p.TRUE)
-        if predicate == p.FALSE:
-            return False
-        rows = await self._fetch(leaf, predicate, 0, 1)
-        return bool(rows)
+    async def exists(self, leaves: tuple[StoredEntries, ...], viewer: Viewer) -> bool:
+        """Whether any of these entries exists and may be seen."""
+        for leaf in leaves:
+            predicate = viewer.restrict(leaf.kind, p.TRUE)
+            if predicate != p.FALSE and await self._fetch(leaf, predicate, 0, 1):
+                return True
+        return False
 
     async def _fetch(
         self, source: StoredEntries, predicate: p.Predicate, after_id: int, limit: int
-    ) -> list[UserRecord] | list[GroupRecord]:
+    ) -> list[UserRecord] | list[ServiceAccountRecord] | list[GroupRecord]:
+        if source.kind is Kind.SERVICE:
+            return await self.blocking.run(
+                self.reader.search_service_accounts,
+                predicate,
+                after_id=after_id,
+                limit=limit,
+                name=source.name,
+            )
         if source.kind is Kind.USER:
             return await self.blocking.run(
                 self.reader.search_users,

@@ -412,7 +412,7 @@ class LDAPConnection(protocol.Protocol):
             size_limit = min(limits) if limits else None
             cursor = Cursor()
             stop = await engine.stream(prepared, cursor, size_limit, emit, cancelled, deadline)
-            await self._finish_search(stop, cursor, plan.leaf, viewer, done, ())
+            await self._finish_search(stop, cursor, plan.leaves, viewer, done, ())
             return
 
         try:
@@ -457,7 +457,7 @@ class LDAPConnection(protocol.Protocol):
             )
             done(rc.SUCCESS, controls=(control,))
             return
-        await self._finish_search(stop, state.cursor, plan.leaf, viewer, done, no_paging())
+        await self._finish_search(stop, state.cursor, plan.leaves, viewer, done, no_paging())
 
     def _prepare(self, request: SearchRequest, plan: Any, viewer: Viewer) -> PreparedSearch:
         selection = Selection.parse(request.attributes, self.ctx.schema, request.types_only)
@@ -468,7 +468,7 @@ class LDAPConnection(protocol.Protocol):
         self,
         stop: Stop,
         cursor: Cursor,
-        leaf: StoredEntries | None,
+        leaves: tuple[StoredEntries, ...],
         viewer: Viewer,
         done: Callable[..., None],
         controls: tuple[Control, ...],
@@ -481,11 +481,11 @@ class LDAPConnection(protocol.Protocol):
         if stop is Stop.LIMIT:
             done(rc.SIZE_LIMIT_EXCEEDED, "size limit exceeded", controls=controls)
             return
-        if cursor.returned == 0 and leaf is not None:
-            if not await self.ctx.engine.exists(leaf, viewer):
+        if cursor.returned == 0 and leaves:
+            if not await self.ctx.engine.exists(leaves, viewer):
                 done(
                     rc.NO_SUCH_OBJECT,
-                    matched=self.ctx.dit.container_dn(leaf.kind),
+                    matched=self.ctx.dit.container_dn(leaves[0].kind),
                     controls=controls,
                 )
                 return
@@ -547,8 +547,8 @@ class LDAPConnection(protocol.Protocol):
         await self.ctx.engine.stream(prepared, cursor, 1, found.append, lambda: op.abandoned, None)
         if found:
             answer(rc.COMPARE_TRUE)
-        elif plan.leaf is not None and not await self.ctx.engine.exists(plan.leaf, viewer):
-            answer(rc.NO_SUCH_OBJECT, matched=self.ctx.dit.container_dn(plan.leaf.kind))
+        elif plan.leaves and not await self.ctx.engine.exists(plan.leaves, viewer):
+            answer(rc.NO_SUCH_OBJECT, matched=self.ctx.dit.container_dn(plan.leaves[0].kind))
         else:
             answer(rc.COMPARE_FALSE)
 

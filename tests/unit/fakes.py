@@ -16,7 +16,13 @@ from typing import Any
 from twisted.internet import defer
 
 from ldapsrv.directory import predicates as p
-from ldapsrv.directory.records import Credentials, GroupRecord, UserRecord
+from ldapsrv.directory.records import (
+    AccountKind,
+    Credentials,
+    GroupRecord,
+    ServiceAccountRecord,
+    UserRecord,
+)
 
 T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -38,6 +44,20 @@ def user(id: int, name: str, *, groups: Iterable[str] = (), **fields: Any) -> Us
     }
     values.update(fields)
     return UserRecord(id=id, name=name, group_names=tuple(groups), **values)
+
+
+def service(
+    id: int, name: str, *, groups: Iterable[str] = (), **fields: Any
+) -> ServiceAccountRecord:
+    values: dict[str, Any] = {
+        "uuid": f"00000000-0000-4000-a000-{id:012d}",
+        "kind": AccountKind.SERVICE_ACCOUNT,
+        "description": None,
+        "created": T0,
+        "modified": T0,
+    }
+    values.update(fields)
+    return ServiceAccountRecord(id=id, name=name, group_names=tuple(groups), **values)
 
 
 def group(id: int, name: str, *, members: Iterable[str] = (), **fields: Any) -> GroupRecord:
@@ -76,7 +96,9 @@ def _fold(value: object, case_exact: bool) -> object:
     return value if case_exact or not isinstance(value, str) else value.casefold()
 
 
-def holds(pred: p.Predicate, record: UserRecord | GroupRecord) -> bool | None:
+def holds(
+    pred: p.Predicate, record: UserRecord | ServiceAccountRecord | GroupRecord
+) -> bool | None:
     """Three-valued truth of ``pred`` for one record (NULL field -> FALSE)."""
     match pred:
         case p.Const(value):
@@ -109,7 +131,7 @@ def holds(pred: p.Predicate, record: UserRecord | GroupRecord) -> bool | None:
         case p.FieldPresent(name):
             return getattr(record, name) is not None
         case p.InGroup(group_name):
-            assert isinstance(record, UserRecord)
+            assert not isinstance(record, GroupRecord)
             return group_name.casefold() in {g.casefold() for g in record.group_names}
         case p.HasMember(account_name):
             assert isinstance(record, GroupRecord)
@@ -118,7 +140,7 @@ def holds(pred: p.Predicate, record: UserRecord | GroupRecord) -> bool | None:
             assert isinstance(record, GroupRecord)
             return bool(record.member_names)
         case p.InAnyGroup():
-            assert isinstance(record, UserRecord)
+            assert not isinstance(record, GroupRecord)
             return bool(record.group_names)
     raise TypeError(f"not a predicate: {pred!r}")
 
@@ -129,6 +151,7 @@ class FakeDirectory:
 
     users: list[UserRecord] = field(default_factory=list)
     groups: list[GroupRecord] = field(default_factory=list)
+    services: list[ServiceAccountRecord] = field(default_factory=list)
     password_hashes: dict[str, str] = field(default_factory=dict)  # lower-case name -> hash
     disabled: set[str] = field(default_factory=set)
     calls: list[tuple[str, object]] = field(default_factory=list)
@@ -165,8 +188,17 @@ class FakeDirectory:
         self.calls.append(("search_groups", predicate))
         return self._select(self.groups, predicate, after_id, limit, name)
 
+    def search_service_accounts(
+        self, predicate: p.Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+    ) -> list[ServiceAccountRecord]:
+        self.calls.append(("search_service_accounts", predicate))
+        return self._select(self.services, predicate, after_id, limit, name)
+
     def get_credentials(self, name: str) -> Credentials | None:
         self.calls.append(("get_credentials", name))
+        for svc in self.services:
+            if svc.name.casefold() == name.casefold():
+                return Credentials(svc.id, svc.name, None, False, kind=str(svc.kind))
         for record in self.users:
             if record.name.casefold() == name.casefold():
                 return Credentials(

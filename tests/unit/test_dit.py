@@ -17,6 +17,7 @@ from ldapsrv.ldap.messages import SCOPE_BASE, SCOPE_ONE, SCOPE_SUB
 
 BASE = "dc=example,dc=org"
 USERS = StoredEntries(Kind.USER)
+SERVICES = StoredEntries(Kind.SERVICE)
 GROUPS = StoredEntries(Kind.GROUP)
 
 
@@ -120,26 +121,27 @@ def test_plan_at_the_base(dit: Dit) -> None:
     assert plan(dit, BASE, SCOPE_BASE) == SearchPlan((dit.base_entry,))
     assert plan(dit, BASE, SCOPE_ONE) == SearchPlan((dit.users_entry, dit.groups_entry))
     assert plan(dit, "DC=EXAMPLE,DC=ORG", SCOPE_SUB) == SearchPlan(
-        (dit.base_entry, dit.users_entry, dit.groups_entry, USERS, GROUPS)
+        (dit.base_entry, dit.users_entry, dit.groups_entry, USERS, SERVICES, GROUPS)
     )
 
 
 def test_plan_at_a_container(dit: Dit) -> None:
     users = f"ou=users,{BASE}"
     assert plan(dit, users, SCOPE_BASE) == SearchPlan((dit.users_entry,))
-    assert plan(dit, users, SCOPE_ONE) == SearchPlan((USERS,))
-    assert plan(dit, users, SCOPE_SUB) == SearchPlan((dit.users_entry, USERS))
+    assert plan(dit, users, SCOPE_ONE) == SearchPlan((USERS, SERVICES))
+    assert plan(dit, users, SCOPE_SUB) == SearchPlan((dit.users_entry, USERS, SERVICES))
     assert plan(dit, f"OU=Groups,{BASE}", SCOPE_SUB) == SearchPlan((dit.groups_entry, GROUPS))
 
 
 def test_plan_at_an_entry_reads_only_that_entry(dit: Dit) -> None:
-    alice = StoredEntries(Kind.USER, "alice")
+    # a name under ou=users is a person or a service account
+    alice = (StoredEntries(Kind.USER, "alice"), StoredEntries(Kind.SERVICE, "alice"))
     for scope in (SCOPE_BASE, SCOPE_SUB):
-        assert plan(dit, f"uid=alice,ou=users,{BASE}", scope) == SearchPlan((alice,), alice)
+        assert plan(dit, f"uid=alice,ou=users,{BASE}", scope) == SearchPlan(alice, alice)
     # one level below a leaf: nothing, but the leaf must exist (noSuchObject otherwise)
     assert plan(dit, f"cn=alice,ou=users,{BASE}", SCOPE_ONE) == SearchPlan((), alice)
-    admins = StoredEntries(Kind.GROUP, "admins")
-    assert plan(dit, f"cn=admins,ou=groups,{BASE}", SCOPE_BASE) == SearchPlan((admins,), admins)
+    admins = (StoredEntries(Kind.GROUP, "admins"),)
+    assert plan(dit, f"cn=admins,ou=groups,{BASE}", SCOPE_BASE) == SearchPlan(admins, admins)
 
 
 @pytest.mark.parametrize(
