@@ -1,12 +1,17 @@
-"""Bind and password checks for people. Blocking: run in the thread pool.
+"""Binds: people with their password, any account with an app-password token.
 
 Every refusal looks the same to the client (invalidCredentials); the reason is
-returned here only so that the server can log it.
+returned here only so that the server can log it. Blocking (SQL, bcrypt): run
+in the thread pool. A token bind always reads the token row from the database,
+so a deleted or rotated token stops working at once on every server; only the
+bcrypt step is cached (see ``TokenVerifier``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from ldapsrv.auth.passwords import (
     PasswordRejected,
@@ -15,13 +20,25 @@ from ldapsrv.auth.passwords import (
     needs_rehash,
     verify_password,
 )
+from ldapsrv.auth.ports import TokenStore
+from ldapsrv.auth.tokens import TokenVerifier, parse_token, refusal_reason
 from ldapsrv.directory.ports import DirectoryReader
+from ldapsrv.directory.records import AccountKind, Credentials
+
+# Last-used time and address are written at most this often per token, so a host
+# binding many times a second does not turn every bind into a write.
+USE_RECORD_INTERVAL = timedelta(seconds=60)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class BindOutcome:
     name: str | None  # the account's stored name when accepted
     reason: str  # why it was refused, for the log only
+    via: str = "password"  # "password" or "token <identifier>", for the log
 
     @property
     def accepted(self) -> bool:
@@ -32,16 +49,36 @@ class WrongPassword(Exception):
     """The current password given for a change does not match."""
 
 
+class ServiceAccountHasNoPassword(Exception):
+    """Password Modify for a service account: it binds with tokens only."""
+
+
 class PasswordAuthenticator:
-    def __init__(self, reader: DirectoryReader, bcrypt_cost: int) -> None:
+    def __init__(
+        self,
+        reader: DirectoryReader,
+        bcrypt_cost: int,
+        tokens: TokenStore | None = None,
+        verifier: TokenVerifier | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.reader = reader
         self.cost = bcrypt_cost
+        self.tokens = tokens
+        self.verifier = verifier
+        self.clock = clock
 
-    def check(self, name: str, password: bytes) -> BindOutcome:
-        credentials = self.reader.get_credentials(name)
+    def check(self, name: str, password: bytes, address: str | None = None) -> BindOutcome:
+        credentials = self.reader.get_credentials(name) if name else None
+        lookup_id = parse_token(password) if self.tokens is not None else None
+        if lookup_id is not None:
+            return self._check_token(name, credentials, lookup_id, password, address)
         if credentials is None:
             verify_password(password, None, self.cost)  # same cost as a wrong password
             return BindOutcome(None, "no such account")
+        if credentials.kind != AccountKind.USER:
+            verify_password(password, None, self.cost)
+            return BindOutcome(None, "service accounts bind only with an app-password token")
         if not verify_password(password, credentials.password_hash, self.cost):
             if credentials.password_hash is None:
                 return BindOutcome(None, "account has no password")
@@ -53,12 +90,46 @@ class PasswordAuthenticator:
             self.reader.set_password_hash(credentials.name, hash_password(password, self.cost))
         return BindOutcome(credentials.name, "")
 
+    def _check_token(
+        self,
+        name: str,
+        credentials: Credentials | None,
+        lookup_id: str,
+        presented: bytes,
+        address: str | None,
+    ) -> BindOutcome:
+        assert self.tokens is not None and self.verifier is not None
+        record = self.tokens.find_token(lookup_id)
+        if record is None:
+            self.verifier.decoy(presented)
+            return BindOutcome(None, f"unknown token (lookup id {lookup_id})")
+        via = f"token {record.identifier}"
+        # The secret is checked first, so that every refusal costs the same.
+        if not self.verifier.verify(presented, record):
+            return BindOutcome(None, "wrong token secret", via)
+        if credentials is None or record.account_name.casefold() != name.casefold():
+            return BindOutcome(None, f"token belongs to account {record.account_name}", via)
+        now = self.clock()
+        reason = refusal_reason(record, now)
+        if reason is not None:
+            return BindOutcome(None, reason, via)
+        if credentials.disabled:
+            return BindOutcome(None, "account is disabled", via)
+        if record.last_used_at is None or now - record.last_used_at >= USE_RECORD_INTERVAL:
+            self.tokens.record_token_use(lookup_id, now, address)
+        return BindOutcome(credentials.name, "", via)
+
     def change_password(self, name: str, old: bytes, new: bytes) -> None:
-        """Self-service change: ``old`` must match. Raises WrongPassword or
-        PasswordRejected (with a message naming the rule)."""
-        check_password_rules(new)
+        """Self-service change: ``old`` must match. Raises WrongPassword,
+        ServiceAccountHasNoPassword or PasswordRejected (naming the rule)."""
         credentials = self.reader.get_credentials(name)
-        if credentials is None or not verify_password(old, credentials.password_hash):
+        if credentials is not None and credentials.kind != AccountKind.USER:
+            raise ServiceAccountHasNoPassword(
+                f"{name} is a service account: it has no password and binds only with "
+                "app-password tokens (ldapsrv token create/rotate)"
+            )
+        check_password_rules(new)
+        if credentials is None or not verify_password(old, credentials.password_hash, self.cost):
             raise WrongPassword("the current password is wrong")
         if credentials.disabled:
             raise PasswordRejected("the account is disabled")

@@ -23,7 +23,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 
-from ldapsrv.auth.binding import PasswordAuthenticator, WrongPassword
+from ldapsrv.auth.binding import (
+    PasswordAuthenticator,
+    ServiceAccountHasNoPassword,
+    WrongPassword,
+)
 from ldapsrv.auth.passwords import PasswordRejected, generate_password
 from ldapsrv.directory.dit import Dit, Kind, NoSuchBase, StoredEntries
 from ldapsrv.directory.dn import DNError, normalize, parse_dn
@@ -112,6 +116,7 @@ class LDAPConnection(protocol.Protocol):
         self.closed = False
         self.starting_tls = False
         self.peer = "?"
+        self.peer_host: str | None = None
 
     # -- connection life ---------------------------------------------------------
 
@@ -123,6 +128,7 @@ class LDAPConnection(protocol.Protocol):
     def connectionMade(self) -> None:
         peer = self._tx.getPeer()
         host = getattr(peer, "host", None)
+        self.peer_host = host
         self.peer = f"{host}:{getattr(peer, 'port', '')}" if host else str(peer)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
@@ -316,7 +322,9 @@ class LDAPConnection(protocol.Protocol):
             answer(rc.INVALID_CREDENTIALS)
             return
         try:
-            outcome = await self.ctx.run_blocking(self.ctx.authenticator.check, name, password)
+            outcome = await self.ctx.run_blocking(
+                self.ctx.authenticator.check, name, password, self.peer_host
+            )
         except DomainError as exc:
             log.warning("bind for %r from %s failed: %s", request.name, self.peer, exc)
             answer(rc.UNAVAILABLE, "the directory database is unavailable")
@@ -324,13 +332,13 @@ class LDAPConnection(protocol.Protocol):
         if op.abandoned or generation != self.bind_generation:
             return
         if not outcome.accepted:
-            self._refuse_bind(request.name, outcome.reason)
+            self._refuse_bind(request.name, f"{outcome.reason} ({outcome.via})")
             answer(rc.INVALID_CREDENTIALS)
             return
         assert outcome.name is not None
         self.identity = Identity(outcome.name, self.ctx.dit.user_dn(outcome.name))
         self.paged.clear()
-        log.info("bind as %s from %s", self.identity.dn, self.peer)
+        log.info("bind as %s from %s with %s", self.identity.dn, self.peer, outcome.via)
         answer(rc.SUCCESS)
 
     def _refuse_bind(self, dn: str, reason: str) -> None:
@@ -635,6 +643,9 @@ class LDAPConnection(protocol.Protocol):
             return
         except PasswordRejected as exc:
             answer(rc.CONSTRAINT_VIOLATION, str(exc))
+            return
+        except ServiceAccountHasNoPassword as exc:
+            answer(rc.UNWILLING_TO_PERFORM, str(exc))
             return
         log.info("password changed by %s from %s", self.identity.dn, self.peer)
         answer(rc.SUCCESS, value=codec.encode_password_modify_response_value(generated))
