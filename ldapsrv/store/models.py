@@ -1,4 +1,4 @@
-"""The SQL schema: accounts, groups, memberships and the uid/gid allocators.
+"""The SQL schema: accounts, groups, memberships, uid/gid allocators, tokens, audit.
 
 The models are the single description of the schema; the Alembic migrations in
 ``migrations/versions`` must produce exactly this (a test compares them). The
@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -36,7 +37,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
+    false,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -52,9 +56,18 @@ NAMING_CONVENTION = {
 """Deterministic constraint names, so migrations can drop or alter them by name
 on every backend (SQLite batch mode needs names to find constraints)."""
 
-ACCOUNT_KINDS = ("user",)
-"""Kinds the ``accounts.kind`` CHECK allows. Service accounts arrive in a later
-migration that widens the CHECK."""
+ACCOUNT_KINDS = ("user", "service_account", "internal_service_account")
+"""Kinds the ``accounts.kind`` CHECK allows (``AccountKind`` values). People
+are ``user``; the other two are machine identities without a password or posix
+attributes (migration 0002 widened the CHECK to them)."""
+
+TOKEN_INTENTS = ("app_password", "api")
+"""Intents the ``tokens.intent`` CHECK allows (``TokenIntent`` values)."""
+
+
+def _in_check(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
 
 MYSQL_TABLE_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
@@ -108,13 +121,16 @@ class Base(DeclarativeBase):
 
 
 class Account(Base):
-    """A person (and, later, a service account): one entry under ``ou=users``."""
+    """A person or a service account: one entry under ``ou=users``.
+
+    Service accounts use only the identity columns (uuid, kind, name,
+    description, timestamps): no password hash, no uid/gid numbers, no posix
+    attributes, which is what keeps them from ever becoming a login.
+    """
 
     __tablename__ = "accounts"
     __table_args__ = (
-        CheckConstraint(
-            "kind IN (" + ", ".join(f"'{k}'" for k in ACCOUNT_KINDS) + ")", name="kind"
-        ),
+        CheckConstraint(_in_check("kind", ACCOUNT_KINDS), name="kind"),
         {"sqlite_autoincrement": True, **MYSQL_TABLE_OPTIONS},
     )
 
@@ -138,6 +154,7 @@ class Account(Base):
     gecos: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     modified_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    description: Mapped[str | None] = mapped_column(String(255))
 
 
 class Group(Base):
@@ -193,8 +210,75 @@ class IdAllocator(Base):
     next_value: Mapped[int] = mapped_column(Integer)
 
 
+class Token(Base):
+    """A token: the password a service account (or a person's app) binds with.
+
+    The value is never stored: ``secret_hash`` (bcrypt) checks binds and
+    ``encrypted_value`` lets an admin view it again. ``lookup_id`` is the public
+    part embedded in the value, so a bind finds its one row by a unique index
+    and costs one bcrypt check. ``generation`` grows by one per rotation: a
+    rotation is ``UPDATE ... WHERE generation = <what I read>``, so when several
+    servers share the database exactly one of them rotates. ``hook_pending``
+    survives a crash between rotating and running the rotation hook.
+    The (expiring, expires_at) index serves "which tokens are due".
+    """
+
+    __tablename__ = "tokens"
+    __table_args__ = (
+        CheckConstraint(_in_check("intent", TOKEN_INTENTS), name="intent"),
+        Index(None, "account_id"),
+        Index("ix_tokens_expiring_expires_at", "expiring", "expires_at"),
+        {"sqlite_autoincrement": True, **MYSQL_TABLE_OPTIONS},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    identifier: Mapped[str] = mapped_column(String(100))
+    identifier_lower: Mapped[str] = mapped_column(String(100), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    intent: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(String(255))
+    lookup_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    encrypted_value: Mapped[str | None] = mapped_column(Text)
+    expiring: Mapped[bool] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    lifetime_seconds: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_used_address: Mapped[str | None] = mapped_column(String(64))
+    rotated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    hook_pending: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class AuditRecord(Base):
+    """One line of the audit trail: who did what to what, when, over which channel.
+
+    Append-only by construction: the store has no code path that updates or
+    deletes these rows (deleting an account leaves its history; ``target``
+    holds names, not foreign keys). ``details`` is a JSON object as text, so
+    any backend stores it the same way and an operator can read it in SQL.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index(None, "at"),
+        {"sqlite_autoincrement": True, **MYSQL_TABLE_OPTIONS},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    details: Mapped[str] = mapped_column(Text)
+
+
 # Core handles on the tables, typed as Table (the declarative attribute is a FromClause).
 accounts = cast(Table, Account.__table__)
 groups = cast(Table, Group.__table__)
 memberships = cast(Table, Membership.__table__)
 id_allocators = cast(Table, IdAllocator.__table__)
+tokens = cast(Table, Token.__table__)
+audit_events = cast(Table, AuditRecord.__table__)

@@ -21,7 +21,14 @@ from typing import Literal
 from sqlalchemy import Engine, create_engine, delete, insert, text
 from sqlalchemy.engine import make_url
 
-from ldapsrv.store.models import accounts, groups, id_allocators, memberships
+from ldapsrv.store.models import (
+    accounts,
+    audit_events,
+    groups,
+    id_allocators,
+    memberships,
+    tokens,
+)
 from ldapsrv.store.schema_version import upgrade
 
 Kind = Literal["sqlite", "postgresql", "mariadb"]
@@ -69,6 +76,8 @@ def empty_database(engine: Engine) -> None:
     """Delete every row and restart the uid/gid counters, keeping the schema:
     the state ``ldapsrv db upgrade`` leaves behind, minus its cost."""
     with engine.begin() as conn:
+        conn.execute(delete(audit_events))
+        conn.execute(delete(tokens))
         conn.execute(delete(memberships))
         conn.execute(delete(accounts))
         conn.execute(delete(groups))

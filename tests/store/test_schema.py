@@ -25,8 +25,8 @@ from ldapsrv.store.schema_version import (
 from .dbs import fresh_database
 
 
-def test_head_revision_is_the_initial_one_for_now():
-    assert head_revision() == "0001"
+def test_head_revision_is_the_service_accounts_one():
+    assert head_revision() == "0002"
 
 
 def test_upgrade_creates_the_schema_on_an_empty_database_and_is_idempotent(database_kind):
