@@ -1,5 +1,11 @@
 """SqlDirectory: users and groups in SQL, for the LDAP layer and the admin plane.
 
+Service accounts, tokens and the audit trail are mixed in from
+``service_accounts.py``, ``tokens.py`` and ``audit.py``; the shared helpers
+are in ``base.py``. The people-side methods here (``*_user``, ``set_password_hash``)
+only ever see accounts of kind ``user``: a person's command never reaches a
+service account, even by name.
+
 Every public method is one short transaction through ``engine.run``: safe to
 call from many threads at once (the caller runs them in a thread pool; nothing
 here touches the reactor), retried on deadlocks and races, and failing with a
@@ -28,41 +34,33 @@ compares is exactly what clients see.
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, delete, exists, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.names import validate_account_name, validate_group_name
 from ldapsrv.directory.predicates import TRUE, Predicate
-from ldapsrv.directory.records import Credentials, GroupRecord, UserRecord
-from ldapsrv.errors import AlreadyExists, InvalidValue, NotFound, RangeExhausted
+from ldapsrv.directory.records import AccountKind, Credentials, GroupRecord, UserRecord
+from ldapsrv.errors import AlreadyExists, InvalidValue, NotFound
+from ldapsrv.store.audit import AuditLog
+from ldapsrv.store.base import (
+    MAX_ID_NUMBER,
+    IdKind,
+    StoreBase,
+    check_text,
+    name_key,
+    related_names,
+)
 from ldapsrv.store.engine import run
-from ldapsrv.store.models import accounts, groups, id_allocators, memberships, utcnow
-from ldapsrv.store.sqlfilter import compile_condition, storable
-
-MAX_ID_NUMBER = 2**31 - 1
-"""uid/gid numbers are signed 32-bit INTEGER columns on every backend."""
-
-MAX_TEXT_LENGTH = 255
-"""Width of the optional text columns (display name, mail, ...)."""
-
-_ALLOCATION_WINDOW = 1024
-"""How many taken numbers the allocator reads at a time while skipping."""
-
-_IN_CHUNK = 20000
-"""Ids per IN list: below SQLite's 32766-variable limit, and far above any
-page size, so a page's memberships are one query in practice."""
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-IdKind = Literal["uid", "gid"]
+from ldapsrv.store.models import accounts, groups, memberships, utcnow
+from ldapsrv.store.service_accounts import ServiceAccounts
+from ldapsrv.store.sqlfilter import compile_condition
+from ldapsrv.store.tokens import Tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +114,6 @@ _GROUP_COLUMNS = (
 )
 
 
-def _key(name: str) -> str:
-    """The ``name_lower`` to look ``name`` up by. A name no row can have (one
-    with NUL, which PostgreSQL refuses even as a parameter) becomes "", which
-    no valid name equals: the lookup finds nothing instead of failing."""
-    return name.lower() if storable(name) else ""
-
-
 def _check_id_number(kind: IdKind, number: object) -> int:
     if isinstance(number, bool) or not isinstance(number, int):
         raise InvalidValue(f"{kind} number must be an integer, got {number!r}")
@@ -132,27 +123,8 @@ def _check_id_number(kind: IdKind, number: object) -> int:
     return number
 
 
-def _check_text(label: str, value: str | None, *, posix_field: bool = False) -> str | None:
-    """Validate an optional attribute; '' means absent.
-
-    Control characters are refused everywhere (they break LDIF, logs and
-    terminals); ``:`` is refused in fields that end up in a passwd line.
-    """
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidValue(f"{label} must be a string, got {value!r}")
-    if len(value) > MAX_TEXT_LENGTH:
-        raise InvalidValue(f"{label} must be at most {MAX_TEXT_LENGTH} characters long")
-    if _CONTROL.search(value):
-        raise InvalidValue(f"{label} must not contain control characters")
-    if posix_field and ":" in value:
-        raise InvalidValue(f"{label} must not contain ':' (it separates passwd fields)")
-    return value
-
-
 def _check_path(label: str, value: str | None) -> str | None:
-    value = _check_text(label, value, posix_field=True)
+    value = check_text(label, value, posix_field=True)
     if value is not None and not value.startswith("/"):
         raise InvalidValue(f"{label} must be an absolute path, got {value!r}")
     return value
@@ -167,8 +139,12 @@ def _check_range(kind: IdKind, bounds: tuple[int, int]) -> tuple[int, int]:
     return low, high
 
 
-class SqlDirectory:
-    """The directory's users and groups, stored in SQL. See the module docstring."""
+class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
+    """The directory's accounts, groups and tokens, stored in SQL.
+
+    People and groups live here; service accounts, tokens and the audit trail
+    come from their mixins (one module each). See the module docstring.
+    """
 
     def __init__(
         self,
@@ -223,7 +199,7 @@ class SqlDirectory:
                 accounts.c.kind == "user", accounts.c.id > after_id
             )
             if name is not None:
-                query = query.where(accounts.c.name_lower == _key(name))
+                query = query.where(accounts.c.name_lower == name_key(name))
             if condition is not True:
                 query = query.where(condition)
             rows = conn.execute(query.order_by(accounts.c.id).limit(limit)).all()
@@ -247,7 +223,7 @@ class SqlDirectory:
         def work(conn: Connection) -> list[GroupRecord]:
             query = select(*_GROUP_COLUMNS).where(groups.c.id > after_id)
             if name is not None:
-                query = query.where(groups.c.name_lower == _key(name))
+                query = query.where(groups.c.name_lower == name_key(name))
             if condition is not True:
                 query = query.where(condition)
             rows = conn.execute(query.order_by(groups.c.id).limit(limit)).all()
@@ -289,7 +265,10 @@ class SqlDirectory:
         return run(self.engine, work, write=False)
 
     def get_credentials(self, name: str) -> Credentials | None:
-        """What a bind as ``name`` (case-insensitive) needs, or None if no such account."""
+        """What a bind as ``name`` (case-insensitive) needs, or None if no such account.
+
+        Every kind of account: ``kind`` tells the bind policy whether a password
+        or only a token may authenticate it."""
 
         def work(conn: Connection) -> Credentials | None:
             row = conn.execute(
@@ -298,15 +277,19 @@ class SqlDirectory:
                     accounts.c.name,
                     accounts.c.password_hash,
                     accounts.c.disabled,
-                ).where(accounts.c.name_lower == _key(name))
+                    accounts.c.kind,
+                ).where(accounts.c.name_lower == name_key(name))
             ).first()
             if row is None:
                 return None
+            machine = row.kind != AccountKind.USER
             return Credentials(
                 account_id=row.id,
                 name=row.name,
-                password_hash=row.password_hash,
+                # A service account never has a password, whatever a row says.
+                password_hash=None if machine else row.password_hash,
                 disabled=bool(row.disabled),
+                kind=row.kind,
             )
 
         return run(self.engine, work, write=False)
@@ -315,14 +298,14 @@ class SqlDirectory:
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
         """Replace the password hash of user ``name``; NotFound if there is none."""
-        checked = _check_text("password hash", password_hash)
+        checked = check_text("password hash", password_hash)
         if checked is None:
             raise InvalidValue("password hash must not be empty")
 
         def work(conn: Connection) -> None:
             result = conn.execute(
                 update(accounts)
-                .where(accounts.c.name_lower == _key(name), accounts.c.kind == "user")
+                .where(accounts.c.name_lower == name_key(name), accounts.c.kind == "user")
                 .values(password_hash=checked, modified_at=self._now())
             )
             if result.rowcount == 0:
@@ -341,15 +324,15 @@ class SqlDirectory:
         uid_number = None if spec.uid_number is None else _check_id_number("uid", spec.uid_number)
         gid_number = None if spec.gid_number is None else _check_id_number("gid", spec.gid_number)
         values: dict[str, Any] = {
-            "display_name": _check_text("display name", spec.display_name),
-            "given_name": _check_text("given name", spec.given_name),
-            "surname": _check_text("surname", spec.surname),
-            "mail": _check_text("mail", spec.mail),
-            "gecos": _check_text("gecos", spec.gecos, posix_field=True),
+            "display_name": check_text("display name", spec.display_name),
+            "given_name": check_text("given name", spec.given_name),
+            "surname": check_text("surname", spec.surname),
+            "mail": check_text("mail", spec.mail),
+            "gecos": check_text("gecos", spec.gecos, posix_field=True),
             "home_directory": _check_path("home directory", spec.home_directory)
             or self.home_template.format(name=name),
             "login_shell": _check_path("login shell", spec.login_shell) or self.default_shell,
-            "password_hash": _check_text("password hash", spec.password_hash),
+            "password_hash": check_text("password hash", spec.password_hash),
         }
 
         def work(conn: Connection) -> UserRecord:
@@ -409,7 +392,7 @@ class SqlDirectory:
         """Create an empty group; its gid is allocated unless given."""
         name = validate_group_name(name)
         explicit_gid = None if gid_number is None else _check_id_number("gid", gid_number)
-        checked_description = _check_text("description", description)
+        checked_description = check_text("description", description)
 
         def work(conn: Connection) -> GroupRecord:
             now = self._now()
@@ -500,16 +483,11 @@ class SqlDirectory:
 
     # -------------------------------------------------------------- helpers
 
-    def _now(self) -> datetime:
-        # Whole seconds: LDAP shows createTimestamp/modifyTimestamp to the
-        # second, and a filter on them must compare what clients see.
-        return self._clock().astimezone(UTC).replace(microsecond=0)
-
     def _home(self, name: str) -> str:
         return self.home_template.format(name=name)
 
     def _user_records(self, conn: Connection, rows: Sequence[Any]) -> list[UserRecord]:
-        names = _related_names(
+        names = related_names(
             conn,
             [row.id for row in rows],
             key=memberships.c.account_id,
@@ -538,7 +516,7 @@ class SqlDirectory:
         ]
 
     def _group_records(self, conn: Connection, rows: Sequence[Any]) -> list[GroupRecord]:
-        names = _related_names(
+        names = related_names(
             conn,
             [row.id for row in rows],
             key=memberships.c.group_id,
@@ -567,13 +545,6 @@ class SqlDirectory:
         rows = conn.execute(select(*_GROUP_COLUMNS).where(groups.c.id == group_id)).all()
         return self._group_records(conn, rows)[0]
 
-    def _refuse_existing_account(self, conn: Connection, name: str) -> None:
-        row = conn.execute(
-            select(accounts.c.name).where(accounts.c.name_lower == _key(name))
-        ).first()
-        if row is not None:
-            raise AlreadyExists(f'user "{row.name}" already exists')
-
     def _refuse_taken_number(self, conn: Connection, kind: IdKind, number: int) -> None:
         if kind == "uid":
             owner = conn.execute(
@@ -591,46 +562,23 @@ class SqlDirectory:
     def _user_id(self, conn: Connection, name: str) -> int:
         account_id = conn.execute(
             select(accounts.c.id).where(
-                accounts.c.name_lower == _key(name), accounts.c.kind == "user"
+                accounts.c.name_lower == name_key(name), accounts.c.kind == "user"
             )
         ).scalar()
         if account_id is None:
             raise NotFound(f'user "{name}" not found')
         return int(account_id)
 
-    def _group_row(self, conn: Connection, name: str) -> Any:
-        return conn.execute(
-            select(groups.c.id, groups.c.name, groups.c.gid_number).where(
-                groups.c.name_lower == _key(name)
-            )
-        ).first()
-
     def _membership_parties(self, conn: Connection, group: str, user: str) -> tuple[Any, Any]:
         group_row = self._group_row(conn, group)
         if group_row is None:
             raise NotFound(f'group "{group}" not found')
         account_row = conn.execute(
-            select(accounts.c.id, accounts.c.name).where(accounts.c.name_lower == _key(user))
+            select(accounts.c.id, accounts.c.name).where(accounts.c.name_lower == name_key(user))
         ).first()
         if account_row is None:
             raise NotFound(f'user "{user}" not found')
         return group_row, account_row
-
-    def _insert_group(
-        self, conn: Connection, name: str, gid: int, description: str | None, now: datetime
-    ) -> int:
-        group_id = conn.execute(
-            insert(groups).values(
-                uuid=str(uuid.uuid4()),
-                name=name,
-                name_lower=name.lower(),
-                gid_number=gid,
-                description=description,
-                created_at=now,
-                modified_at=now,
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
-        return int(group_id)
 
     def _ensure_group(self, conn: Connection, name: str, now: datetime) -> tuple[int, int]:
         """(id, gid) of group ``name``, creating it with an allocated gid if missing."""
@@ -645,76 +593,6 @@ class SqlDirectory:
             return int(row.id), int(row.gid_number)
         gid = self._allocate(conn, "gid")
         return self._insert_group(conn, name, gid, None, now), gid
-
-    def _lock_counter(self, conn: Connection, kind: IdKind) -> int:
-        """Lock counter ``kind`` until the transaction ends; return its next value."""
-        next_value = conn.execute(
-            select(id_allocators.c.next_value).where(id_allocators.c.name == kind).with_for_update()
-        ).scalar()
-        if next_value is None:
-            # The migration seeds both rows; recreate one if someone removed
-            # it. Two servers racing here collide on the primary key and the
-            # loser's transaction is retried, finding the row.
-            conn.execute(insert(id_allocators).values(name=kind, next_value=0))
-            return 0
-        return int(next_value)
-
-    def _allocate(self, conn: Connection, kind: IdKind) -> int:
-        """Hand out the next free number of ``kind`` from its range, or RangeExhausted."""
-        low, high = self.uid_range if kind == "uid" else self.gid_range
-        column = accounts.c.uid_number if kind == "uid" else groups.c.gid_number
-        candidate = max(self._lock_counter(conn, kind), low)
-        while candidate <= high:
-            window_end = min(high, candidate + _ALLOCATION_WINDOW - 1)
-            taken = set(
-                conn.execute(
-                    select(column).where(column >= candidate, column <= window_end)
-                ).scalars()
-            )
-            while candidate <= window_end and candidate in taken:
-                candidate += 1
-            if candidate <= window_end:
-                conn.execute(
-                    update(id_allocators)
-                    .where(id_allocators.c.name == kind)
-                    .values(next_value=candidate + 1)
-                )
-                return candidate
-        raise RangeExhausted(f"no free {kind} number left in the range {low}-{high}")
-
-    def _touch_groups(self, conn: Connection, ids: Iterable[int], now: datetime) -> None:
-        ids = list(ids)
-        if ids:
-            conn.execute(update(groups).where(groups.c.id.in_(ids)).values(modified_at=now))
-
-    def _touch_accounts(self, conn: Connection, ids: Iterable[int], now: datetime) -> None:
-        ids = list(ids)
-        if ids:
-            conn.execute(update(accounts).where(accounts.c.id.in_(ids)).values(modified_at=now))
-
-
-def _related_names(
-    conn: Connection,
-    ids: list[int],
-    *,
-    key: Any,
-    other_key: Any,
-    other: Any,
-) -> dict[int, tuple[str, ...]]:
-    """For each id in ``ids``, the names on the other side of its memberships,
-    ordered case-insensitively: one query per page of ids."""
-    found: defaultdict[int, list[str]] = defaultdict(list)
-    for start in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[start : start + _IN_CHUNK]
-        rows = conn.execute(
-            select(key, other.c.name)
-            .join(other, other.c.id == other_key)
-            .where(key.in_(chunk))
-            .order_by(other.c.name_lower)
-        )
-        for owner, name in rows:
-            found[owner].append(name)
-    return {owner: tuple(names) for owner, names in found.items()}
 
 
 __all__ = ["NewUser", "SqlDirectory"]

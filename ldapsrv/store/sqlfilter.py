@@ -1,5 +1,8 @@
 """Compile a directory predicate to a SQL condition on the accounts or groups table.
 
+Three targets: ``users`` and ``service_accounts`` (both on the accounts table,
+each with its own fields; the caller restricts the kind) and ``groups``.
+
 Predicates use LDAP's three-valued logic (TRUE, FALSE, Undefined) and SQL has
 its own (TRUE, FALSE, NULL) that does not line up with it: ``NOT (mail = 'x')``
 is NULL, not TRUE, for a user without mail, whereas LDAP says ``(!(mail=x))``
@@ -71,7 +74,7 @@ from ldapsrv.store.models import accounts, groups, memberships
 Condition = bool | ColumnElement[bool]
 """A folded condition: a Python bool when it is the same for every row."""
 
-Target = Literal["users", "groups"]
+Target = Literal["users", "service_accounts", "groups"]
 
 LIKE_ESCAPE = "!"
 
@@ -112,6 +115,17 @@ _USER_FIELDS = _fields(
         "modified": "datetime",
     },
 )
+_SERVICE_ACCOUNT_FIELDS = _fields(
+    accounts,
+    kinds={
+        "name": "name",
+        "uuid": "uuid",
+        "description": "text",
+        "created": "datetime",
+        "modified": "datetime",
+    },
+)
+"""A service account has no posix attributes: uid_number, mail, ... are absent."""
 _GROUP_FIELDS = _fields(
     groups,
     kinds={
@@ -262,7 +276,11 @@ def _present(field: _Field) -> tuple[Condition, Condition]:
 class _Compiler:
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.fields = _USER_FIELDS if target == "users" else _GROUP_FIELDS
+        self.fields = {
+            "users": _USER_FIELDS,
+            "service_accounts": _SERVICE_ACCOUNT_FIELDS,
+            "groups": _GROUP_FIELDS,
+        }[target]
 
     def compile(self, pred: Predicate) -> tuple[Condition, Condition]:
         match pred:
@@ -302,11 +320,11 @@ class _Compiler:
                     return _ABSENT
                 return self._compare(field, op, value)
             case InGroup(group_name=group_name):
-                if self.target != "users":
+                if self.target == "groups":
                     return _ABSENT
                 return self._exists_membership(group_name=group_name)
             case InAnyGroup():
-                if self.target != "users":
+                if self.target == "groups":
                     return _ABSENT
                 return self._exists_membership()
             case HasMember(account_name=account_name):
@@ -445,7 +463,7 @@ class _Compiler:
         if not all(storable(n) for n in (group_name, account_name) if n is not None):
             return _NEVER
         m = memberships.alias()
-        if self.target == "users":
+        if self.target != "groups":
             query = select(m.c.group_id).where(m.c.account_id == accounts.c.id)
             if group_name is not None:
                 g = groups.alias()
@@ -468,7 +486,8 @@ class _Compiler:
 def compile_condition(predicate: Predicate, target: Target) -> Condition:
     """The folded WHERE condition selecting the rows for which ``predicate`` is TRUE.
 
-    ``target`` is ``"users"`` (the accounts table) or ``"groups"``. A result of
+    ``target`` is ``"users"`` or ``"service_accounts"`` (the accounts table; the
+    caller adds the kind restriction) or ``"groups"``. A result of
     ``True`` means no restriction, ``False`` means no row can match.
     """
     t, _ = _Compiler(target).compile(predicate)
