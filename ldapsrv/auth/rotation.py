@@ -27,7 +27,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
@@ -36,6 +36,7 @@ from ldapsrv.auth.ports import NewSecret, TokenStore
 from ldapsrv.auth.tokens import DEFAULT_LIFETIME, IssuedToken, issue_token
 from ldapsrv.auth.vault import TokenVault, VaultError
 from ldapsrv.directory.records import AuditEvent, TokenRecord
+from ldapsrv.errors import DomainError
 
 log = logging.getLogger("ldapsrv.tokens")
 
@@ -207,7 +208,12 @@ class Rotator:
         """A new value for ``identifier``, same intent, description and expiring
         flag; the caller shows the value to the admin. NotFound propagates.
 
-        The hook does not run: the admin asked for the value and receives it.
+        The hook runs here too, exactly as at expiry: the old value stops working
+        at once, and the device that uses the token should not have to wait for an
+        admin to copy the new one over. A failed hook does not fail the rotation
+        (it is committed, and the admin holds the value); the returned row then
+        still has ``hook_pending`` set and ``deliver_pending_hooks`` retries.
+
         Should the automatic job rotate the same token at the same moment, the
         compare-and-swap fails and this retries on the fresh row, so the admin
         always ends up holding the current value.
@@ -215,21 +221,24 @@ class Rotator:
         for _ in range(_MANUAL_ATTEMPTS):
             record = self.store.get_token(identifier)
             now = self.clock()
-            secret, issued = self._new_secret(record, now, hook_pending=False)
+            secret, issued = self._new_secret(record, now, hook_pending=self.hook is not None)
             audit = _audit(actor, channel, "token.rotate", record, secret)
             updated = self.store.replace_secret(record.identifier, record.generation, secret, audit)
-            if updated is not None:
-                log.info(
-                    "token %s of %s rotated by %s (%s)",
-                    record.identifier,
-                    record.account_name,
-                    actor,
-                    channel,
-                )
-                return updated, issued
-        raise RuntimeError(
-            f"token {identifier} kept changing while it was being rotated; try again"
-        )
+            if updated is None:
+                continue
+            log.info(
+                "token %s of %s rotated by %s (%s)",
+                record.identifier,
+                record.account_name,
+                actor,
+                channel,
+            )
+            if self.hook is not None:
+                outcome = self._run_hook(self.hook, updated, issued.value)
+                if outcome.hook is HookStatus.DELIVERED:
+                    updated = replace(updated, hook_pending=False)
+            return updated, issued
+        raise DomainError(f"token {identifier} kept changing while it was being rotated; try again")
 
     def rotate_due(self) -> list[RotationOutcome]:
         """Rotate every expiring token whose expiry has passed. Tokens another

@@ -199,13 +199,31 @@ def test_manual_rotation_keeps_an_encrypted_copy_when_a_vault_is_given(
     assert vault.decrypt(after.encrypted_value, after.lookup_id) == issued.value
 
 
-def test_manual_rotation_does_not_run_the_hook(
+def test_manual_rotation_delivers_the_new_value_to_the_hook(
     store: FakeTokenStore, recording: tuple[RotationHook, Deliveries]
 ) -> None:
     hook, deliveries = recording
     add_token(store)
-    Rotator(store, COST, None, FakeClock(), hook).rotate("nas-backup", actor="a", channel="c")
-    assert deliveries.all() == []
+    after, issued = Rotator(store, COST, None, FakeClock(), hook).rotate(
+        "nas-backup", actor="a", channel="c"
+    )
+    [delivery] = deliveries.all()
+    assert delivery["stdin"] == issued.value + "\n"
+    assert not after.hook_pending
+    assert not store.get_token("nas-backup").hook_pending
+
+
+def test_a_failing_hook_does_not_fail_a_manual_rotation_and_stays_pending(
+    store: FakeTokenStore, tmp_path: Path
+) -> None:
+    add_token(store)
+    hook = script_hook(tmp_path, FAILING_HOOK)
+    after, issued = Rotator(store, COST, None, FakeClock(), hook).rotate(
+        "nas-backup", actor="a", channel="c"
+    )
+    assert verifies(issued.value, after)
+    assert after.hook_pending
+    assert store.get_token("nas-backup").hook_pending
 
 
 def test_manual_rotation_racing_another_rotation_retries_on_the_fresh_row(
