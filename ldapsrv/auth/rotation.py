@@ -62,11 +62,12 @@ class HookFailed(Exception):
 class RotationHook:
     """A configured command that receives a rotated token's new value.
 
-    The value goes on stdin, one line, and nowhere else: a command line is
-    visible to every local user in ``ps`` and ``/proc``, and an environment is
-    inherited by everything the hook starts and shows up in crash reports. The
-    identifier and account name are not secret and go in the environment
-    (``LDAPSRV_TOKEN_IDENTIFIER``, ``LDAPSRV_TOKEN_ACCOUNT``).
+    stdin carries two lines, the token identifier and then the new value; the
+    value goes nowhere else: a command line is visible to every local user in
+    ``ps`` and ``/proc``, and an environment is inherited by everything the hook
+    starts and shows up in crash reports. The identifier and account name, which
+    are not secret, are also in the environment (``LDAPSRV_TOKEN_IDENTIFIER``,
+    ``LDAPSRV_TOKEN_ACCOUNT``).
 
     The command runs in a session of its own so that on timeout the whole process
     group is killed: ``subprocess.run`` kills only the direct child, and a shell
@@ -105,7 +106,8 @@ class RotationHook:
                 stderr_head="",
             ) from exc
         try:
-            _, stderr = process.communicate((value + "\n").encode("utf-8"), self.timeout)
+            message = f"{identifier}\n{value}\n".encode()
+            _, stderr = process.communicate(message, self.timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             _, stderr = process.communicate()

@@ -41,6 +41,7 @@ with open(out, "a") as handle:
 
 FAILING_HOOK = """
 import sys
+identifier = sys.stdin.readline().strip()
 value = sys.stdin.readline().strip()
 sys.stderr.write("cannot reach the NAS\\n")
 sys.stderr.write("got " + value + "\\n")
@@ -208,7 +209,7 @@ def test_manual_rotation_delivers_the_new_value_to_the_hook(
         "nas-backup", actor="a", channel="c"
     )
     [delivery] = deliveries.all()
-    assert delivery["stdin"] == issued.value + "\n"
+    assert delivery["stdin"] == f"nas-backup\n{issued.value}\n"
     assert not after.hook_pending
     assert not store.get_token("nas-backup").hook_pending
 
@@ -298,7 +299,7 @@ def test_a_rotation_at_expiry_is_audited_as_the_server(
     assert ("expires_at", (clock.now + DAY).isoformat()) in event.details
 
 
-def test_the_hook_receives_the_new_value_on_stdin_only(
+def test_the_hook_receives_identifier_and_new_value_on_stdin_and_the_value_nowhere_else(
     store: FakeTokenStore, clock: FakeClock, recording: tuple[RotationHook, Deliveries]
 ) -> None:
     hook, deliveries = recording
@@ -308,8 +309,9 @@ def test_the_hook_receives_the_new_value_on_stdin_only(
     assert outcome.hook is HookStatus.DELIVERED
     [delivery] = deliveries.all()
     stdin = str(delivery["stdin"])
-    assert stdin.endswith("\n") and stdin.count("\n") == 1
-    value = stdin.strip()
+    assert stdin.endswith("\n") and stdin.count("\n") == 2
+    identifier, value = stdin.split("\n")[:2]
+    assert identifier == "nas-backup"
     assert verifies(value, store.get_token("nas-backup"))
     env = delivery["env"]
     assert isinstance(env, dict)
@@ -498,7 +500,7 @@ def test_after_a_crash_before_the_hook_the_next_start_delivers_the_value(
     [outcome] = restarted.deliver_pending_hooks()
     assert outcome.hook is HookStatus.DELIVERED
     [delivery] = deliveries.all()
-    assert verifies(str(delivery["stdin"]).strip(), store.get_token("nas-backup"))
+    assert verifies(str(delivery["stdin"]).split("\n")[1], store.get_token("nas-backup"))
     assert not store.get_token("nas-backup").hook_pending
     assert restarted.deliver_pending_hooks() == []
 
