@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,11 +25,15 @@ COMPARE_TRUE = 6
 NO_SUCH_OBJECT = 32
 INVALID_CREDENTIALS = 49
 INSUFFICIENT_ACCESS = 50
+UNWILLING_TO_PERFORM = 53
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 STARTTLS_OID = "1.3.6.1.4.1.1466.20037"
 WHOAMI_OID = "1.3.6.1.4.1.4203.1.11.3"
 PASSWORD_MODIFY_OID = "1.3.6.1.4.1.4203.1.11.1"
+
+#: A token as the server prints it: the ``ldsrv_`` prefix, then base64url characters.
+TOKEN_PATTERN = re.compile(r"ldsrv_[A-Za-z0-9_-]+")
 
 ALICE_PASSWORD = "alice-Secret-1"
 BOB_PASSWORD = "bob-Secret-2"
@@ -158,3 +163,39 @@ def ldapcompare(server: LdapServer, bind: Credentials, dn: str, assertion: str) 
     argv = ["ldapcompare", *_connection_args(server, bind=bind, url=None, start_tls=False)]
     argv += [dn, assertion]
     return run_tool(argv, env=ldap_client_env(server.ca_path))
+
+
+def whoami(
+    server: LdapServer, bind: Credentials, *, url: str | None = None, start_tls: bool = False
+) -> str | None:
+    """The DN ``ldapwhoami`` reports after binding with ``bind`` (lower-cased), or None
+    when the bind is refused with invalidCredentials; anything else fails the test."""
+    result = ldapwhoami(server, bind=bind, url=url, start_tls=start_tls)
+    if result.returncode == INVALID_CREDENTIALS:
+        return None
+    assert result.returncode == SUCCESS, result.describe()
+    return result.stdout.strip().removeprefix("dn:").lower()
+
+
+def python_ldap_whoami(server: LdapServer, bind: Credentials, *, start_tls: bool = False) -> str:
+    """Bind with python-ldap (libldap through its C binding) and ask WhoAmI.
+
+    Returns the authzId (``dn:...``); a refused bind raises ``ldap.INVALID_CREDENTIALS``.
+    """
+    import ldap
+
+    conn = ldap.initialize(server.ldap_url)
+    try:
+        conn.protocol_version = ldap.VERSION3
+        conn.set_option(ldap.OPT_REFERRALS, 0)
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 10)
+        conn.set_option(ldap.OPT_TIMEOUT, 10)
+        conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(server.ca_path))
+        conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
+        conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+        if start_tls:
+            conn.start_tls_s()
+        conn.simple_bind_s(bind.dn, bind.password)
+        return str(conn.whoami_s())
+    finally:
+        conn.unbind_s()

@@ -229,6 +229,8 @@ def _toml_value(value: object) -> str:
         return str(value)
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     raise TypeError(f"cannot render {value!r} as TOML")
 
 
@@ -406,6 +408,21 @@ class LdapServer:
         for member in members:
             self.ctl("group", "add-member", name, member)
 
+    # -- service accounts and tokens (the answers of ``--json``)
+    def create_service_account(self, name: str, *options: str) -> dict[str, Any]:
+        """``service-account create NAME OPTIONS --json``: name, dn, token, token_identifier,
+        expires, group, ..."""
+        result: dict[str, Any] = self.ctl_json("service-account", "create", name, *options)
+        return result
+
+    def create_token(self, identifier: str, user: str, *options: str) -> dict[str, Any]:
+        """``token create --identifier ID --user NAME OPTIONS --json``: the token's
+        metadata plus ``value``."""
+        result: dict[str, Any] = self.ctl_json(
+            "token", "create", "--identifier", identifier, "--user", user, *options
+        )
+        return result
+
     # -- lifecycle
     def stop(self) -> None:
         """Stop the server (by PID) and remove its private socket directory."""
@@ -467,11 +484,15 @@ def start_server(
     """Migrate ``database_url`` and start ``ldapsrv serve`` on free loopback ports.
 
     ``settings`` adds config file sections (``{"security": {"anonymous_read": True}}``);
-    a cheap bcrypt cost is always set. Ports are picked by binding port 0; if another
-    process grabs one before the server binds it, start-up is retried on new ports.
+    a cheap bcrypt cost (passwords and tokens) is always set. Ports are picked by
+    binding port 0; if another process grabs one before the server binds it, start-up
+    is retried on new ports.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    sections: dict[str, dict[str, object]] = {"security": {"bcrypt_cost": TEST_BCRYPT_COST}}
+    sections: dict[str, dict[str, object]] = {
+        "security": {"bcrypt_cost": TEST_BCRYPT_COST},
+        "tokens": {"bcrypt_cost": TEST_BCRYPT_COST},
+    }
     for section, values in (settings or {}).items():
         sections.setdefault(section, {}).update(values)
     config_path = workdir / "ldapsrv.toml"
@@ -551,6 +572,95 @@ def _start(
         return server
     assert last_error is not None
     raise last_error
+
+
+@contextlib.contextmanager
+def serving(backend: str, workdir: Path, **kwargs: Any) -> Iterator[LdapServer]:
+    """A server on a fresh database of ``backend`` (``start_server`` keywords), stopped
+    and its database dropped afterwards: for modules that need their own settings."""
+    with fresh_database(backend, workdir) as url:
+        server = start_server(workdir, url, **kwargs)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; AssertionError naming
+    ``what`` after ``timeout`` seconds. Returns the truthy value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
+
+
+_HOOK_SCRIPT = """\
+import json, os, sys
+identifier = sys.stdin.readline().rstrip("\\n")
+value = sys.stdin.readline().rstrip("\\n")
+record = {
+    "identifier": identifier,
+    "value": value,
+    "env_identifier": os.environ.get("LDAPSRV_TOKEN_IDENTIFIER"),
+    "env_account": os.environ.get("LDAPSRV_TOKEN_ACCOUNT"),
+    "argv": sys.argv[2:],
+    "parent": os.getppid(),
+}
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+os.write(fd, (json.dumps(record) + "\\n").encode())
+os.close(fd)
+"""
+
+
+@dataclass(frozen=True)
+class HookDelivery:
+    """One run of the rotation hook, as the hook itself saw it."""
+
+    identifier: str
+    value: str
+    env_identifier: str | None
+    env_account: str | None
+    argv: list[str]
+    parent: int  # the PID of the server that ran it
+
+
+class RotationHookRecorder:
+    """A rotation hook script that appends every delivery (stdin and environment) to a
+    file, one JSON line per run; several servers may share one recorder."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.script = directory / "rotation_hook.py"
+        self.script.write_text(_HOOK_SCRIPT)
+        self.output = directory / "deliveries.jsonl"
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, str(self.script), str(self.output)]
+
+    def deliveries(self, identifier: str | None = None) -> list[HookDelivery]:
+        try:
+            lines = self.output.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        found = [HookDelivery(**json.loads(line)) for line in lines if line.strip()]
+        return [d for d in found if identifier is None or d.identifier == identifier]
+
+    def wait_for(self, identifier: str, count: int, timeout: float) -> list[HookDelivery]:
+        """The first ``count`` deliveries for ``identifier``, waiting up to ``timeout``."""
+        deliveries: list[HookDelivery] = wait_until(
+            lambda: (found := self.deliveries(identifier)) and len(found) >= count and found,
+            timeout,
+            f"{count} rotation hook deliveries for token {identifier!r}",
+        )
+        return deliveries
 
 
 # ------------------------------------------------------------ client-side tools

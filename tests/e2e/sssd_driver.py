@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.harness import ToolResult, run_tool, stop_process, tail
+from e2e.harness import ToolResult, require_service, run_tool, stop_process, tail
 
 SSS_STATE = Path("/var/lib/sss")
 SSSD_PIDFILE = Path("/var/run/sssd.pid")
@@ -198,6 +198,22 @@ def pam_service() -> Iterator[str]:
         yield PAM_SERVICE
     finally:
         PAM_FILE.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def prepared_host() -> Iterator[str]:
+    """Root, SSSD and ldap-utils installed, no SSSD of someone else running, nsswitch
+    consulting ``sss`` and the test PAM service in place; yields the PAM service name.
+    Skips (or fails under LDAPSRV_REQUIRE_ALL) without the prerequisites."""
+    require_service("sssd")
+    require_service("ldap-utils")
+    other = foreign_sssd_pid()
+    if other is not None:
+        raise RuntimeError(
+            f"an SSSD not started by the tests is running (pid {other}); stop it first"
+        )
+    with nsswitch_with_sss(), pam_service() as service:
+        yield service
 
 
 class Sssd:

@@ -15,17 +15,15 @@ from dataclasses import dataclass
 import pytest
 
 from e2e.clients import ALICE_PASSWORD, BOB_PASSWORD, Credentials, ldapsearch, populate
-from e2e.harness import LdapServer, fresh_database, require_service, start_server, tail
+from e2e.harness import LdapServer, fresh_database, start_server, tail
 from e2e.sssd_driver import (
     VARIANTS,
     Sssd,
     Target,
     Variant,
-    foreign_sssd_pid,
     nss,
-    nsswitch_with_sss,
     pam_authenticate,
-    pam_service,
+    prepared_host,
     render_sssd_conf,
     wait_for_lookup,
 )
@@ -62,12 +60,7 @@ class Host:
 @pytest.fixture(scope="module")
 def sssd_ready() -> Iterator[str]:
     """Root, SSSD installed, nothing else running it, nsswitch and PAM prepared."""
-    require_service("sssd")
-    require_service("ldap-utils")
-    other = foreign_sssd_pid()
-    if other is not None:
-        pytest.fail(f"an SSSD not started by the tests is running (pid {other}); stop it first")
-    with nsswitch_with_sss(), pam_service() as service:
+    with prepared_host() as service:
         yield service
 
 
