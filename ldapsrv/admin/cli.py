@@ -1,4 +1,5 @@
-"""``ldapsrv user ...`` and ``ldapsrv group ...``: admin commands over the control socket.
+"""``ldapsrv user|group|service-account|token ...`` and ``ldapsrv health``: admin
+commands over the control socket.
 
 Each sub-command is one row of ``_COMMANDS``: its wire command, how its
 argv becomes wire arguments, and how the result is shown to a human. The
@@ -9,6 +10,11 @@ top-level groups such as ``service-account`` and ``token``) here.
 
 Passwords never come from argv (visible in ``ps`` and shell history): only
 from stdin with ``--password-stdin``, or typed at a terminal without echo.
+Token values only ever travel the other way, in the answer to ``create``,
+``view`` and ``rotate``.
+
+``ldapsrv health`` is not one wire call but a whole check (``ldapsrv.health``);
+it shares the connection options and is dispatched from ``run_admin_command``.
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ from ldapsrv.admin.client import DEFAULT_TIMEOUT, call
 from ldapsrv.admin.errors import AdminError
 from ldapsrv.config import ConfigError, load_config
 
-ADMIN_GROUPS = frozenset({"user", "group"})
+ADMIN_GROUPS = frozenset({"user", "group", "service-account", "token", "health"})
 """Top-level sub-commands this module owns."""
+
+HEALTH = "health"
+"""``admin_command`` of ``ldapsrv health`` (a check, not a wire command)."""
 
 
 class CliError(Exception):
@@ -62,6 +71,33 @@ _GROUP_FIELDS = (
     "members",
     "created",
     "modified",
+)
+
+
+_SERVICE_ACCOUNT_FIELDS = (
+    "name",
+    "dn",
+    "kind",
+    "uuid",
+    "description",
+    "groups",
+    "created",
+    "modified",
+)
+_TOKEN_FIELDS = (
+    "identifier",
+    "account",
+    "account_kind",
+    "intent",
+    "description",
+    "expiring",
+    "expires",
+    "lifetime_seconds",
+    "created",
+    "rotated",
+    "last_used",
+    "last_used_address",
+    "viewable",
 )
 
 
@@ -124,6 +160,74 @@ def _list_groups(result: Any, ns: argparse.Namespace) -> str:
     columns = [("NAME", "name"), ("GID", "gid_number"), ("MEMBERS", "members")]
     columns.append(("DESCRIPTION", "description"))
     return format_table(groups, columns)
+
+
+def _list_service_accounts(result: Any, ns: argparse.Namespace) -> str:
+    accounts = result["service_accounts"]
+    if not accounts:
+        return "no service accounts"
+    columns = [("NAME", "name"), ("KIND", "kind"), ("GROUPS", "groups")]
+    columns.append(("DESCRIPTION", "description"))
+    return format_table(accounts, columns)
+
+
+def _token_table(tokens: Sequence[dict[str, Any]]) -> str:
+    rows = [{**t, "expires": t.get("expires") or "never"} for t in tokens]
+    columns = [
+        ("IDENTIFIER", "identifier"),
+        ("ACCOUNT", "account"),
+        ("INTENT", "intent"),
+        ("EXPIRES", "expires"),
+        ("LAST USED", "last_used"),
+        ("DESCRIPTION", "description"),
+    ]
+    return format_table(rows, columns)
+
+
+def _show_service_account(result: Any, ns: argparse.Namespace) -> str:
+    text = format_record(
+        {k: v for k, v in result.items() if k != "tokens"}, _SERVICE_ACCOUNT_FIELDS
+    )
+    tokens = result.get("tokens", [])
+    return f"{text}\n\ntokens:\n{_token_table(tokens) if tokens else 'none'}"
+
+
+def _created_service_account(result: Any, ns: argparse.Namespace) -> str:
+    """What an admin pastes into a NAS or sssd.conf: username, bind DN, token."""
+    rows = {
+        "username": result["name"],
+        "bind DN": result.get("dn"),
+        "token": result["token"],
+        "token identifier": result["token_identifier"],
+        "expires": result.get("expires") or "never",
+        "group": result.get("group"),
+    }
+    return f"{format_record(rows, list(rows))}\n\n{result['notice']}"
+
+
+def _deleted_service_account(result: Any, ns: argparse.Namespace) -> str:
+    revoked = result.get("tokens_revoked", 0)
+    return f"deleted service account {result['name']} ({revoked} token(s) revoked)"
+
+
+def _list_tokens(result: Any, ns: argparse.Namespace) -> str:
+    tokens = result["tokens"]
+    return _token_table(tokens) if tokens else "no tokens"
+
+
+def _show_token(result: Any, ns: argparse.Namespace) -> str:
+    return format_record({**result, "expires": result.get("expires") or "never"}, _TOKEN_FIELDS)
+
+
+def _token_with_value(result: Any, ns: argparse.Namespace) -> str:
+    """create/rotate: the metadata, then the value on a line of its own."""
+    meta = {k: v for k, v in result.items() if k not in ("value", "notice")}
+    return f"{_show_token(meta, ns)}\n\ntoken: {result['value']}\n\n{result['notice']}"
+
+
+def _token_value(result: Any, ns: argparse.Namespace) -> str:
+    """view: the bare value, so ``$(ldapsrv token view ID)`` is the token."""
+    return str(result["value"])
 
 
 def _said(template: str) -> Callable[[Any, argparse.Namespace], str]:
@@ -197,6 +301,36 @@ def _membership_args(ns: argparse.Namespace) -> dict[str, Any]:
     return {"group": ns.group, "user": ns.user}
 
 
+def _expiry_args(ns: argparse.Namespace, args: dict[str, Any]) -> dict[str, Any]:
+    if ns.no_expiring:
+        args["expiring"] = False
+    if ns.expires is not None:
+        args["expires"] = ns.expires
+    if ns.description is not None:
+        args["description"] = ns.description
+    return args
+
+
+def _service_account_create_args(ns: argparse.Namespace) -> dict[str, Any]:
+    args: dict[str, Any] = {"name": ns.name}
+    if ns.create_group:
+        args["create_group"] = True
+    return _expiry_args(ns, args)
+
+
+def _token_create_args(ns: argparse.Namespace) -> dict[str, Any]:
+    args = {"identifier": ns.identifier, "user": ns.user, "intent": ns.intent}
+    return _expiry_args(ns, args)
+
+
+def _token_list_args(ns: argparse.Namespace) -> dict[str, Any]:
+    return {"user": ns.user} if ns.user is not None else {}
+
+
+def _identifier_arg(ns: argparse.Namespace) -> dict[str, Any]:
+    return {"identifier": ns.identifier}
+
+
 # --- the table --------------------------------------------------------------------
 
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -262,6 +396,50 @@ def _configure_group_add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--description", metavar="D")
 
 
+def _expiry_options(parser: argparse.ArgumentParser, default: str, description: str) -> None:
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument(
+        "--expires",
+        metavar="DATE|DURATION",
+        help=f"when the token expires: 2027-01-31, 2027-01-31T12:00:00Z, 90d, 12h, 1y "
+        f"(default: {default}); it is then rotated automatically",
+    )
+    when.add_argument(
+        "--no-expiring",
+        action="store_true",
+        help="the token never expires (and is never rotated automatically)",
+    )
+    parser.add_argument("--description", metavar="D", help=description)
+
+
+def _configure_service_account_create(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME")
+    parser.add_argument(
+        "--create-group",
+        action="store_true",
+        help="also create a group named NAME with the account as its member",
+    )
+    _expiry_options(parser, "360 days", "what the account is for")
+
+
+def _configure_token_create(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--identifier", required=True, metavar="ID", help="unique token name")
+    parser.add_argument(
+        "--user", required=True, metavar="NAME", help="owning person or service account"
+    )
+    parser.add_argument(
+        "--intent",
+        choices=("app_password", "api"),
+        default="app_password",
+        help="app_password binds over LDAP (default); api is for the management API",
+    )
+    _expiry_options(parser, "1 year for app_password, 30 minutes for api", "what the token is for")
+
+
+def _configure_token_list(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", metavar="NAME", help="only the tokens of this account")
+
+
 _COMMANDS: tuple[CliCommand, ...] = (
     CliCommand(
         "user", "add", "user.add", "create a person",
@@ -312,11 +490,63 @@ _COMMANDS: tuple[CliCommand, ...] = (
         configure=_positional("group", "user"), build_args=_membership_args,
         render=_said("removed {user} from group {group}"),
     ),
+    CliCommand(
+        "service-account", "create", "service_account.create",
+        "create a service account and its first token (shown once)",
+        configure=_configure_service_account_create,
+        build_args=_service_account_create_args, render=_created_service_account,
+    ),
+    CliCommand(
+        "service-account", "list", "service_account.list", "list service accounts",
+        configure=_positional(), build_args=_no_args, render=_list_service_accounts,
+    ),
+    CliCommand(
+        "service-account", "show", "service_account.show",
+        "show a service account and its tokens",
+        configure=_positional("name"), build_args=_name_arg, render=_show_service_account,
+    ),
+    CliCommand(
+        "service-account", "delete", "service_account.delete",
+        "delete a service account, revoking its tokens",
+        configure=_positional("name"), build_args=_name_arg, render=_deleted_service_account,
+    ),
+    CliCommand(
+        "token", "create", "token.create", "create a token for a person or service account",
+        configure=_configure_token_create, build_args=_token_create_args,
+        render=_token_with_value,
+    ),
+    CliCommand(
+        "token", "list", "token.list", "list tokens (no values)",
+        configure=_configure_token_list, build_args=_token_list_args, render=_list_tokens,
+    ),
+    CliCommand(
+        "token", "show", "token.show", "show a token's settings (not its value)",
+        configure=_positional("identifier"), build_args=_identifier_arg, render=_show_token,
+    ),
+    CliCommand(
+        "token", "view", "token.view", "print a token's current value",
+        configure=_positional("identifier"), build_args=_identifier_arg, render=_token_value,
+    ),
+    CliCommand(
+        "token", "delete", "token.delete", "revoke a token at once",
+        configure=_positional("identifier"), build_args=_identifier_arg,
+        render=_said("deleted token {identifier}"),
+    ),
+    CliCommand(
+        "token", "rotate", "token.rotate", "give a token a new value (same settings)",
+        configure=_positional("identifier"), build_args=_identifier_arg,
+        render=_token_with_value,
+    ),
 )  # fmt: skip
 
 _BY_WIRE = {c.wire: c for c in _COMMANDS}
 
-_GROUP_HELP = {"user": "manage people", "group": "manage groups"}
+_GROUP_HELP = {
+    "user": "manage people",
+    "group": "manage groups",
+    "service-account": "manage service accounts (machines that bind with a token)",
+    "token": "manage tokens (app passwords and API tokens)",
+}
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -340,7 +570,8 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def add_admin_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``user`` and ``group`` with their sub-commands on ``subparsers``.
+    """Register ``user``, ``group``, ``service-account`` and ``token`` with their
+    sub-commands, and ``health``, on ``subparsers``.
 
     Every leaf parser sets ``admin_command`` (the wire command name) on the
     namespace; dispatch on it with ``is_admin_command``/``run_admin_command``.
@@ -357,6 +588,14 @@ def add_admin_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         )
         command.configure(leaf)
         leaf.set_defaults(admin_command=command.wire)
+    from ldapsrv.health import configure_parser
+
+    health_help = "check that a client can bind and search (exit 1 naming the failed step)"
+    health = subparsers.add_parser(
+        HEALTH, help=health_help, description=health_help, parents=[common]
+    )
+    configure_parser(health)
+    health.set_defaults(admin_command=HEALTH)
 
 
 def is_admin_command(args: argparse.Namespace) -> bool:
@@ -372,6 +611,8 @@ def socket_path(args: argparse.Namespace) -> Path:
 
 def run_admin_command(args: argparse.Namespace, timeout: float = DEFAULT_TIMEOUT) -> int:
     """Run the parsed admin command; print its result. Returns the exit status."""
+    if getattr(args, "admin_command", None) == HEALTH:
+        return _run_health(args)
     command = _BY_WIRE.get(getattr(args, "admin_command", None) or "")
     if command is None:
         print("ldapsrv: error: not an admin command", file=sys.stderr)
@@ -396,6 +637,17 @@ def run_admin_command(args: argparse.Namespace, timeout: float = DEFAULT_TIMEOUT
         return 1
     print(text)
     return 0
+
+
+def _run_health(args: argparse.Namespace) -> int:
+    from ldapsrv.health import run_health
+
+    try:
+        path = socket_path(args)
+    except ConfigError as exc:
+        print(f"ldapsrv: error: {exc}", file=sys.stderr)
+        return 1
+    return run_health(path, as_json=args.json, timeout=args.timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,13 +1,18 @@
 """The server's full command set: one registry built from every command module.
 
-Later issues add their modules (service accounts, tokens, permissions, status)
-to ``build_registry`` so the server and the tests see the same commands.
+Later issues add their modules (permissions, status) to ``build_registry`` so
+the server and the tests see the same commands.
 """
 
 from __future__ import annotations
 
 from ldapsrv import __version__
-from ldapsrv.admin import commands_directory
+from ldapsrv.admin import (
+    commands_directory,
+    commands_health,
+    commands_service_accounts,
+    commands_tokens,
+)
 from ldapsrv.admin.context import AdminContext, Caller
 from ldapsrv.admin.registry import Args, CommandRegistry, JsonObject
 
@@ -21,4 +26,7 @@ def build_registry() -> CommandRegistry:
     registry = CommandRegistry()
     registry.register("server.ping", server_ping, (), "check that the server answers")
     commands_directory.register(registry)
+    commands_service_accounts.register(registry)
+    commands_tokens.register(registry)
+    commands_health.register(registry)
     return registry

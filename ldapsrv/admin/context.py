@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from ldapsrv.admin.ports import BlockingRunner, DirectoryPort
+from ldapsrv.admin.ports import BlockingRunner, DirectoryPort, TokenRotator
+from ldapsrv.auth.ports import ServiceAccountStore, TokenStore
 from ldapsrv.config import Config
 
+if TYPE_CHECKING:  # the vault pulls in cryptography; handlers import it where they use it
+    from ldapsrv.auth.vault import TokenVault
+
 CONTROL_SOCKET: str = "control-socket"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +44,25 @@ class Caller:
 class AdminContext:
     """The services every handler may use; one per server, built by service.py.
 
-    Later issues add their ports here (tokens, service accounts, permissions,
-    audit, clock) as new fields, so handlers keep one argument for all of them.
+    Later issues add their ports here (permissions, status) as new fields, so
+    handlers keep one argument for all of them.
+
+    - ``tokens`` / ``service_accounts``: the store (``SqlDirectory``) again,
+      seen through the ports of ``ldapsrv.auth.ports``.
+    - ``rotator``: rotates a token on request; None where rotation is not set
+      up (``token rotate`` then answers ``unavailable``).
+    - ``vault``: encrypts viewable copies and decrypts them for ``token view``
+      and ``health.credentials``. It must be wired even when
+      ``tokens.viewable`` is off: the health check's own token is always kept
+      encrypted, and handlers consult the config before issuing viewable copies.
+    - ``clock``: "now" for expiries, injectable so tests can pin it.
     """
 
     directory: DirectoryPort
     blocking: BlockingRunner
     config: Config
+    tokens: TokenStore
+    service_accounts: ServiceAccountStore
+    rotator: TokenRotator | None = None
+    vault: TokenVault | None = None
+    clock: Callable[[], datetime] = field(default=utc_now)

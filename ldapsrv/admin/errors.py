@@ -24,6 +24,9 @@ from ldapsrv.errors import (
 NOT_FOUND: Final = "not_found"
 ALREADY_EXISTS: Final = "already_exists"
 INVALID: Final = "invalid"
+# The request is well formed but the server will not do it, whoever asks:
+# e.g. deleting or viewing the token of an internal service account.
+FORBIDDEN: Final = "forbidden"
 UNAVAILABLE: Final = "unavailable"
 RANGE_EXHAUSTED: Final = "range_exhausted"
 UNKNOWN_COMMAND: Final = "unknown_command"
@@ -35,6 +38,7 @@ ERROR_KINDS: Final = frozenset(
         NOT_FOUND,
         ALREADY_EXISTS,
         INVALID,
+        FORBIDDEN,
         UNAVAILABLE,
         RANGE_EXHAUSTED,
         UNKNOWN_COMMAND,

@@ -4,21 +4,26 @@ The command handlers depend on these shapes, not on ``SqlDirectory``, so
 they can be tested against an in-memory fake (``ldapsrv.admin.testing``) and
 so the control socket never learns how the directory is stored. Only the
 store's plain ``NewUser`` value is shared. ``SqlDirectory`` satisfies
-``DirectoryPort`` structurally; ``ldapsrv.blocking.Blocking`` satisfies
-``BlockingRunner``.
+``DirectoryPort`` (and the token and service-account ports of
+``ldapsrv.auth.ports``) structurally; ``ldapsrv.blocking.Blocking`` satisfies
+``BlockingRunner``; ``ldapsrv.auth.rotation.Rotator`` satisfies
+``TokenRotator``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 
-from ldapsrv.directory.records import GroupRecord, UserRecord
+from ldapsrv.directory.records import GroupRecord, TokenRecord, UserRecord
 from ldapsrv.store.directory import NewUser
 
-__all__ = ["BlockingRunner", "DirectoryPort", "NewUser"]
+if TYPE_CHECKING:
+    from ldapsrv.auth.tokens import IssuedToken
+
+__all__ = ["BlockingRunner", "DirectoryPort", "NewUser", "TokenRotator"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -61,3 +66,13 @@ class BlockingRunner(Protocol):
     """Runs blocking work off the reactor thread (``ldapsrv.blocking.Blocking``)."""
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Deferred[T]: ...
+
+
+class TokenRotator(Protocol):
+    """Rotates one token now: new secret, new expiry of the same lifetime, audit
+    event and rotation hook, exactly as automatic rotation does, so ``token
+    rotate`` and the expiry job cannot drift apart. Blocking (bcrypt, SQL)."""
+
+    def rotate(
+        self, identifier: str, *, actor: str, channel: str
+    ) -> tuple[TokenRecord, IssuedToken]: ...

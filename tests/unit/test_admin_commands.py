@@ -12,10 +12,10 @@ from twisted.python.failure import Failure
 
 from ldapsrv.admin import commands_directory
 from ldapsrv.admin.commands import build_registry
-from ldapsrv.admin.context import AdminContext, Caller
+from ldapsrv.admin.context import Caller
 from ldapsrv.admin.errors import AdminError, classify
 from ldapsrv.admin.render import iso_utc, render_group, render_user
-from ldapsrv.admin.testing import InMemoryDirectory, SyncBlocking
+from ldapsrv.admin.testing import InMemoryDirectory, SyncBlocking, in_memory_context
 from ldapsrv.auth.passwords import verify_password
 from ldapsrv.config import load_config
 from ldapsrv.directory.records import GroupRecord, UserRecord
@@ -75,7 +75,7 @@ class Admin:
         self.blocking = GuardedBlocking()
         self.directory = GuardedDirectory(self.blocking)
         config = load_config(None, {"security.bcrypt_cost": 4}, environ={})
-        self.context = AdminContext(self.directory, self.blocking, config)
+        self.context = in_memory_context(config, self.directory, self.blocking)
         self.registry = build_registry()
 
     def call(self, command: str, **args: Any) -> Any:

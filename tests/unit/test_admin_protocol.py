@@ -18,7 +18,7 @@ from ldapsrv.admin.context import AdminContext, Caller
 from ldapsrv.admin.errors import INTERNAL_MESSAGE, AdminError, classify
 from ldapsrv.admin.protocol import ControlFactory, ControlProtocol, peer_caller
 from ldapsrv.admin.registry import Args, CommandRegistry, JsonObject
-from ldapsrv.admin.testing import InMemoryDirectory, SyncBlocking
+from ldapsrv.admin.testing import in_memory_context
 from ldapsrv.auth.passwords import PasswordRejected
 from ldapsrv.config import load_config
 from ldapsrv.errors import (
@@ -35,7 +35,7 @@ from ldapsrv.errors import (
 @pytest.fixture
 def context() -> AdminContext:
     config = load_config(None, {"security.bcrypt_cost": 4}, environ={})
-    return AdminContext(InMemoryDirectory(), SyncBlocking(), config)
+    return in_memory_context(config)
 
 
 @pytest.fixture

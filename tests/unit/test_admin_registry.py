@@ -19,7 +19,7 @@ from ldapsrv.admin.registry import (
     int_range,
     max_length,
 )
-from ldapsrv.admin.testing import InMemoryDirectory, SyncBlocking
+from ldapsrv.admin.testing import in_memory_context
 from ldapsrv.config import load_config
 
 CALLER = Caller("control-socket", uid=1000, gid=1000, pid=42)
@@ -28,7 +28,7 @@ CALLER = Caller("control-socket", uid=1000, gid=1000, pid=42)
 @pytest.fixture
 def context() -> AdminContext:
     config = load_config(None, {"security.bcrypt_cost": 4}, environ={})
-    return AdminContext(InMemoryDirectory(), SyncBlocking(), config)
+    return in_memory_context(config)
 
 
 def outcome(d: Deferred[Any]) -> Any:

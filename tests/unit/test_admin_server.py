@@ -19,7 +19,7 @@ from twisted.internet.protocol import Factory
 
 from ldapsrv.admin.context import AdminContext
 from ldapsrv.admin.server import ControlSocketError, listen_control_socket, lock_path
-from ldapsrv.admin.testing import InMemoryDirectory, SyncBlocking
+from ldapsrv.admin.testing import in_memory_context
 from ldapsrv.config import load_config
 
 
@@ -69,7 +69,7 @@ def reactor() -> Iterator[RecordingReactor]:
 
 @pytest.fixture
 def context() -> AdminContext:
-    return AdminContext(InMemoryDirectory(), SyncBlocking(), load_config(None, environ={}))
+    return in_memory_context(load_config(None, environ={}))
 
 
 @pytest.fixture

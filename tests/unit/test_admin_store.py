@@ -32,7 +32,13 @@ class Admin:
     def __init__(self, directory: SqlDirectory) -> None:
         self.directory = directory
         config = load_config(None, {"security.bcrypt_cost": 4}, environ={})
-        self.context = AdminContext(directory, SyncBlocking(), config)
+        self.context = AdminContext(
+            directory,
+            SyncBlocking(),
+            config,
+            tokens=directory,
+            service_accounts=directory,
+        )
         self.registry = build_registry()
 
     def call(self, command: str, **args: Any) -> Any:
