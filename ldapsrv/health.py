@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import ssl
 import sys
 import time
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, NoReturn, Protocol, TextIO
 
 from ldapsrv.admin.client import call
 from ldapsrv.admin.errors import AdminError
@@ -122,7 +123,8 @@ class Ldap3Session:
             password=creds.token,
             auto_bind=ldap3.AUTO_BIND_NONE,
             raise_exceptions=True,
-            receive_timeout=timeout,
+            # ldap3 packs this into SO_RCVTIMEO as whole seconds: it must be an int
+            receive_timeout=max(1, math.ceil(timeout)),
             read_only=True,
         )
 
@@ -204,6 +206,11 @@ class _Run:
         ms = (time.perf_counter() - start) * 1000
         self.steps.append(Step(name, True, ms, self.scrub(" ".join(detail))))
 
+    def failed(self, name: str, exc: Exception) -> NoReturn:
+        """Record step ``name`` as failed before it could start."""
+        self.steps.append(Step(name, False, 0.0, self.scrub(str(exc) or type(exc).__name__)))
+        raise HealthError(name) from None
+
 
 def check(
     fetch: Callable[[], Any],
@@ -217,16 +224,19 @@ def check(
             creds = Credentials.from_result(fetch())
             run.secret = creds.token
             detail.append(f"{creds.account} ({creds.ldap_url})")
-        session: LdapSession | None = None
+        # Making the client (importing ldap3) is not timed: "connect" should
+        # measure the network and the TLS handshake, not Python start-up.
+        try:
+            session = session_factory(creds, timeout)
+        except Exception as exc:
+            run.failed("connect", exc)
         try:
             with run.step("connect") as detail:
-                session = session_factory(creds, timeout)
                 session.connect()
                 detail.append(creds.ldap_url)
             _ldap_steps(run, session, creds)
         finally:
-            if session is not None:
-                session.close()
+            session.close()
     except HealthError:
         pass
     return run.steps

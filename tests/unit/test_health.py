@@ -209,6 +209,20 @@ def test_the_real_session_reports_a_refused_connection(unused_port: int) -> None
     assert TOKEN not in steps[-1].detail
 
 
+def test_the_real_session_connects_with_a_fractional_timeout() -> None:
+    """ldap3 packs the receive timeout as whole seconds; a float used to break open()."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # the kernel completes the handshake without accept()
+        port = listener.getsockname()[1]
+        creds = Credentials.from_result({**CREDS, "ldap_url": f"ldap://127.0.0.1:{port}"})
+        session = health.Ldap3Session(creds, 0.5)
+        try:
+            session.connect()
+        finally:
+            session.close()
+
+
 @pytest.fixture
 def unused_port() -> int:
     with socket.socket() as probe:
