@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ldapsrv.admin.context import AdminContext, Caller
-from ldapsrv.admin.errors import INVALID, AdminError
+from ldapsrv.admin.errors import FORBIDDEN, INVALID, NOT_FOUND, AdminError
 from ldapsrv.admin.ports import NewUser
 from ldapsrv.admin.registry import (
     Arg,
@@ -26,7 +26,8 @@ from ldapsrv.admin.registry import (
 )
 from ldapsrv.admin.render import render_group, render_user
 from ldapsrv.auth.passwords import PasswordRejected, hash_password
-from ldapsrv.directory.records import GroupRecord, UserRecord
+from ldapsrv.directory.records import AccountKind, GroupRecord, UserRecord
+from ldapsrv.errors import NotFound
 
 _ID_NUMBER = (int_range(1, 2**31 - 1),)
 _NAME = (non_empty, max_length(256))
@@ -82,14 +83,47 @@ async def user_list(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject
     return {"users": rendered}
 
 
+def _not_a_person(ctx: AdminContext, name: str) -> AccountKind | None:
+    """The kind of the service account ``name``, or None. Blocking. The store's
+    people-side methods never see service accounts, so their NotFound alone
+    would tell an admin who typed a service account's name the wrong story."""
+    try:
+        return ctx.service_accounts.get_service_account(name).kind
+    except NotFound:
+        return None
+
+
+def _person_only(ctx: AdminContext, name: str, instead: str) -> None:
+    kind = _not_a_person(ctx, name)
+    if kind is not None:
+        label = kind.value.replace("_", " ")
+        raise AdminError(NOT_FOUND, f"{name!r} is a {label}, not a person: {instead}")
+
+
 async def user_show(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
-    user = await ctx.blocking.run(ctx.directory.get_user, args.string("name"))
-    return render_user(user, ctx.config.base_dn)
+    name = args.string("name")
+
+    def show() -> UserRecord:
+        try:
+            return ctx.directory.get_user(name)
+        except NotFound:
+            _person_only(ctx, name, f"use 'ldapsrv service-account show {name}'")
+            raise
+
+    return render_user(await ctx.blocking.run(show), ctx.config.base_dn)
 
 
 async def user_delete(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
     name = args.string("name")
-    await ctx.blocking.run(ctx.directory.delete_user, name)
+
+    def delete() -> None:
+        try:
+            ctx.directory.delete_user(name)
+        except NotFound:
+            _person_only(ctx, name, f"use 'ldapsrv service-account delete {name}'")
+            raise
+
+    await ctx.blocking.run(delete)
     return {"name": name, "deleted": True}
 
 
@@ -99,7 +133,17 @@ async def user_set_password(ctx: AdminContext, caller: Caller, args: Args) -> Js
     cost = ctx.config.bcrypt_cost
 
     def set_password() -> None:
-        ctx.directory.set_password_hash(name, _hash(password, cost))
+        try:
+            ctx.directory.set_password_hash(name, _hash(password, cost))
+        except NotFound:
+            if _not_a_person(ctx, name) is not None:
+                raise AdminError(
+                    FORBIDDEN,
+                    f"{name!r} is a service account: service accounts have no password "
+                    "and bind only with an app-password token "
+                    f"('ldapsrv token create --user {name}' or 'ldapsrv token rotate')",
+                ) from None
+            raise
 
     await ctx.blocking.run(set_password)
     return {"name": name, "password_set": True}

@@ -316,3 +316,26 @@ def test_expiry_counts_from_whole_seconds(monkeypatch: pytest.MonkeyPatch) -> No
     result = env.call("service_account.create", name="nas", expires="1d")
     assert result["expires"] == "2025-03-02T12:00:00Z"
     assert env.store.get_token("nas").lifetime_seconds == 86400
+
+
+def test_setting_a_password_on_a_service_account_is_refused_clearly(env: Env) -> None:
+    env.call("service_account.create", name="nas")
+    error = env.error("user.set_password", name="nas", password="a-New-Password-1")
+    assert error.kind == "forbidden"
+    assert "service account" in error.message and "token" in error.message
+    assert "a-New-Password-1" not in error.message
+    assert env.store.password_hashes.get("nas") is None
+    assert env.error("user.set_password", name="ghost", password="x").kind == "not_found"
+
+
+def test_people_commands_point_at_service_account_commands(env: Env) -> None:
+    env.call("service_account.create", name="nas")
+    for command, hint in (
+        ("user.show", "ldapsrv service-account show nas"),
+        ("user.delete", "ldapsrv service-account delete nas"),
+    ):
+        error = env.error(command, name="nas")
+        assert error.kind == "not_found"
+        assert "is a service account, not a person" in error.message and hint in error.message
+    assert env.store.get_service_account("nas").name == "nas"
+    assert "ghost" in env.error("user.show", name="ghost").message
