@@ -555,6 +555,8 @@ def _serve(argv: list[str] | None = None) -> int:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from ldapsrv.admin.server import ControlSocketError, listen_control_socket
+    from ldapsrv.auth.rotation import Rotator
+    from ldapsrv.auth.vault import TokenVault
     from ldapsrv.blocking import Blocking
     from ldapsrv.config import load_config
 
@@ -565,10 +567,23 @@ def _serve(argv: list[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])  # type: ignore[list-item]
     config = load_config(
         None,
-        {"server.control_socket": str(ns.socket), "security.bcrypt_cost": 4},
+        {
+            "server.control_socket": str(ns.socket),
+            "security.bcrypt_cost": 4,
+            "tokens.bcrypt_cost": 4,
+        },
         environ={},
     )
-    context = in_memory_context(config, blocking=Blocking(reactor, 2))
+    # A throwaway key: token view works, and nothing outlives the process.
+    store = InMemoryDirectory()
+    vault = TokenVault.generate()
+    context = in_memory_context(
+        config,
+        store,
+        Blocking(reactor, 2),
+        vault=vault,
+        rotator=Rotator(store, config.token_bcrypt_cost, vault, lambda: datetime.now(UTC)),
+    )
     try:
         listen_control_socket(reactor, config.control_socket, int(ns.mode, 8), context)
     except ControlSocketError as exc:
