@@ -63,6 +63,8 @@ def resolve_expiry(args: Args, now: datetime, default_lifetime: timedelta) -> Ex
             expires_at = parse_expiry(text, now)
         except ValueError as exc:
             raise AdminError(INVALID, f"argument 'expires': {exc}") from None
+        # The store keeps whole seconds: report the instant it will keep.
+        expires_at = expires_at.replace(microsecond=0)
     lifetime = int((expires_at - now).total_seconds())
     if lifetime <= 0:
         raise AdminError(INVALID, "argument 'expires': must be in the future")

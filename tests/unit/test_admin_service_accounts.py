@@ -339,3 +339,11 @@ def test_people_commands_point_at_service_account_commands(env: Env) -> None:
         assert "is a service account, not a person" in error.message and hint in error.message
     assert env.store.get_service_account("nas").name == "nas"
     assert "ghost" in env.error("user.show", name="ghost").message
+
+
+def test_a_fractional_expiry_is_kept_to_the_second(env: Env) -> None:
+    result = env.call("service_account.create", name="nas", expires="2025-03-02T12:00:00.75Z")
+    assert result["expires"] == "2025-03-02T12:00:00Z"
+    assert env.store.get_token("nas").lifetime_seconds == 86400
+    error = env.error("service_account.create", name="nas2", expires="2025-03-01T12:00:00.5Z")
+    assert (error.kind, error.message) == ("invalid", "argument 'expires': must be in the future")
