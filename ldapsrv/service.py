@@ -15,7 +15,11 @@ from twisted.internet import ssl
 
 from ldapsrv.admin.context import AdminContext
 from ldapsrv.admin.server import ControlSocketService
-from ldapsrv.auth.binding import PasswordAuthenticator
+from ldapsrv.auth.binding import PasswordAuthenticator, utcnow
+from ldapsrv.auth.internal import ensure_health_account
+from ldapsrv.auth.rotation import RotationHook, Rotator
+from ldapsrv.auth.tokens import TokenVerifier
+from ldapsrv.auth.vault import TokenVault, VaultError
 from ldapsrv.blocking import Blocking
 from ldapsrv.config import Config
 from ldapsrv.directory.dit import Dit
@@ -23,6 +27,7 @@ from ldapsrv.directory.schema import load_schema
 from ldapsrv.errors import SchemaOutdated, StoreUnavailable
 from ldapsrv.ldap.search import SearchEngine
 from ldapsrv.ldap.server import LDAPServerFactory, ServerContext, ServerSettings
+from ldapsrv.scheduling import RotationService
 from ldapsrv.store.directory import SqlDirectory
 from ldapsrv.store.engine import make_engine
 from ldapsrv.store.schema_version import check_schema
@@ -76,6 +81,27 @@ def make_service(config: Config, reactor: Any) -> Built:
         default_shell=config.default_shell,
     )
     blocking = Blocking(reactor, config.worker_threads)
+    try:
+        vault = TokenVault.load_or_create(config.token_key_file)
+    except VaultError as exc:
+        raise StartupError(str(exc)) from exc
+    try:
+        ensure_health_account(directory, vault, config.token_bcrypt_cost, utcnow())
+    except StoreUnavailable as exc:
+        raise StartupError(f"cannot reach the database: {exc}") from exc
+    hook = (
+        RotationHook(config.rotation_hook, config.rotation_hook_timeout)
+        if config.rotation_hook
+        else None
+    )
+    # Without viewable copies a rotated value is shown once (to the admin or the hook).
+    rotator = Rotator(
+        directory,
+        config.token_bcrypt_cost,
+        vault if config.tokens_viewable else None,
+        utcnow,
+        hook,
+    )
     schema = load_schema()
     dit = Dit(config.base_dn)
     options = tls_options(config)
@@ -90,7 +116,13 @@ def make_service(config: Config, reactor: Any) -> Built:
         dit=dit,
         schema=schema,
         engine=SearchEngine(dit, schema, directory, blocking, config.search_batch_size),
-        authenticator=PasswordAuthenticator(directory, config.bcrypt_cost),
+        authenticator=PasswordAuthenticator(
+            directory,
+            config.bcrypt_cost,
+            tokens=directory,
+            verifier=TokenVerifier(config.token_bcrypt_cost),
+            clock=utcnow,
+        ),
         tls_options=options,
         run_blocking=blocking.run,
     )
@@ -108,7 +140,20 @@ def make_service(config: Config, reactor: Any) -> Built:
             interface=config.ldaps_listen.host,
         )
         secure.setServiceParent(top)
-    admin = AdminContext(directory=directory, blocking=blocking, config=config)
+    rotation: Any = RotationService(
+        reactor, blocking, rotator, directory, config.rotation_check_interval, utcnow
+    )
+    rotation.setServiceParent(top)
+    admin = AdminContext(
+        directory=directory,
+        blocking=blocking,
+        config=config,
+        tokens=directory,
+        service_accounts=directory,
+        rotator=rotator,
+        vault=vault,  # always: the health token keeps an encrypted copy
+        clock=utcnow,
+    )
     control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin
     )
