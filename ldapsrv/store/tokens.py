@@ -22,7 +22,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from ldapsrv.auth.ports import NewSecret, NewToken
@@ -327,7 +327,7 @@ class Tokens(AuditLog):
         def work(conn: Connection) -> list[TokenRecord]:
             rows = conn.execute(
                 _select_tokens()
-                .where(tokens.c.expiring.is_(True), tokens.c.expires_at <= now)
+                .where(tokens.c.expiring == true(), tokens.c.expires_at <= now)
                 .order_by(tokens.c.expires_at, tokens.c.id)
                 .limit(limit)
             ).all()
@@ -340,7 +340,7 @@ class Tokens(AuditLog):
 
         def work(conn: Connection) -> datetime | None:
             value: datetime | None = conn.execute(
-                select(func.min(tokens.c.expires_at)).where(tokens.c.expiring.is_(True))
+                select(func.min(tokens.c.expires_at)).where(tokens.c.expiring == true())
             ).scalar()
             return value
 
@@ -351,7 +351,7 @@ class Tokens(AuditLog):
 
         def work(conn: Connection) -> list[TokenRecord]:
             rows = conn.execute(
-                _select_tokens().where(tokens.c.hook_pending.is_(True)).order_by(tokens.c.id)
+                _select_tokens().where(tokens.c.hook_pending == true()).order_by(tokens.c.id)
             ).all()
             return [_record(row) for row in rows]
 
