@@ -10,8 +10,8 @@ and MariaDB (the ``ldap_server`` fixture), through ``ldapwhoami``/``ldapsearch``
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import ldap
 import pytest
@@ -27,7 +27,7 @@ from e2e.clients import (
     python_ldap_whoami,
     whoami,
 )
-from e2e.harness import LdapServer, require_service
+from e2e.harness import LDAPSRV_COMMAND, LdapServer, require_service, run_tool
 
 HEALTH_ACCOUNT = "ldapsrv-health"
 
@@ -348,7 +348,18 @@ def test_the_internal_health_account_cannot_be_deleted_or_given_tokens(
 def test_ldapsrv_health_exits_zero_against_a_running_server(server: LdapServer) -> None:
     result = server.ctl("health", check=False)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "healthy" in result.stdout
     as_json = server.ctl("health", "--json", check=False)
     assert as_json.returncode == 0, f"{as_json.stdout}\n{as_json.stderr}"
+    document = json.loads(as_json.stdout)
+    steps = {step["step"]: step["ok"] for step in document["steps"]}
+    assert steps and all(steps.values()), document
+    assert {"bind", "whoami"} <= set(steps)
     assert not TOKEN_PATTERN.search(result.stdout + result.stderr + as_json.stdout)
-    assert re.search(r"\bok\b|pass", (result.stdout + as_json.stdout).lower())
+
+
+def test_ldapsrv_health_exits_one_without_a_server(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-control.sock"
+    result = run_tool([*LDAPSRV_COMMAND, "health", "--socket", str(missing)], timeout=60)
+    assert result.returncode == 1, result.describe()
+    assert "healthy" not in result.stdout.replace("unhealthy", ""), result.describe()
