@@ -47,7 +47,7 @@ class RotationService(Service):
         self.clock = clock
         self._call: Any = None
         self._running_pass: Deferred[None] | None = None
-        self._first = True
+        self._due_at: float | None = None  # reactor time of the pending pass
 
     def startService(self) -> None:
         super().startService()  # type: ignore[no-untyped-call]
@@ -60,22 +60,43 @@ class RotationService(Service):
         self._call = None
         return self._running_pass  # let a pass in flight finish before shutdown
 
+    def tokens_changed(self) -> None:
+        """A token got a new expiry here: wake at it if that is before the next pass.
+        (Tokens changed by another server are found at the next regular pass.)"""
+        if self.running:
+            Deferred.fromCoroutine(self._rearm())
+
+    async def _rearm(self) -> None:
+        try:
+            next_expiry = await self.blocking.run(self.tokens.next_expiry)
+        except Exception:
+            log.exception("cannot read the next token expiry")
+            return
+        if next_expiry is None or self._running_pass is not None:
+            return  # a pass in flight schedules the next one itself
+        delay = (next_expiry - self.clock()).total_seconds() + _GRACE_SECONDS
+        if self._due_at is None or self.reactor.seconds() + delay < self._due_at:
+            self._schedule(delay)
+
     def _schedule(self, delay: float) -> None:
         if not self.running:
             return
         if self._call is not None and self._call.active():
             self._call.cancel()
-        self._call = self.reactor.callLater(max(delay, 0.0), self._tick)
+        delay = max(delay, 0.0)
+        self._due_at = self.reactor.seconds() + delay
+        self._call = self.reactor.callLater(delay, self._tick)
 
     def _tick(self) -> None:
         self._call = None
+        self._due_at = None
         self._running_pass = Deferred.fromCoroutine(self._pass())
 
     async def _pass(self) -> None:
         try:
-            if self._first:
-                self._first = False
-                await self.blocking.run(self.rotator.deliver_pending_hooks)
+            # Every pass: a hook that failed (or a server that died before running
+            # it) is retried until the value is delivered.
+            await self.blocking.run(self.rotator.deliver_pending_hooks)
             outcomes = await self.blocking.run(self.rotator.rotate_due)
             for outcome in outcomes:
                 log.debug("rotation outcome: %s", outcome)

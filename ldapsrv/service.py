@@ -153,6 +153,7 @@ def make_service(config: Config, reactor: Any) -> Built:
         rotator=rotator,
         vault=vault,  # always: the health token keeps an encrypted copy
         clock=utcnow,
+        tokens_changed=rotation.tokens_changed,
     )
     control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin

@@ -127,7 +127,9 @@ async def service_account_create(ctx: AdminContext, caller: Caller, args: Args) 
         )
         return result
 
-    return await ctx.blocking.run(create)
+    result = await ctx.blocking.run(create)
+    ctx.tokens_changed()
+    return result
 
 
 async def service_account_list(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:

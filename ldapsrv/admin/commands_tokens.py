@@ -107,7 +107,9 @@ async def token_create(ctx: AdminContext, caller: Caller, args: Args) -> JsonObj
         token = ctx.tokens.create_token(spec, audit=event)
         return _with_value(token, issued.value, ctx)
 
-    return await ctx.blocking.run(create)
+    result = await ctx.blocking.run(create)
+    ctx.tokens_changed()
+    return result
 
 
 async def token_list(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
@@ -188,7 +190,9 @@ async def token_rotate(ctx: AdminContext, caller: Caller, args: Args) -> JsonObj
         )
         return _with_value(rotated, issued.value, ctx)
 
-    return await ctx.blocking.run(rotate)
+    result = await ctx.blocking.run(rotate)
+    ctx.tokens_changed()
+    return result
 
 
 def register(registry: CommandRegistry) -> None:

@@ -56,6 +56,8 @@ class AdminContext:
       ``tokens.viewable`` is off: the health check's own token is always kept
       encrypted, and handlers consult the config before issuing viewable copies.
     - ``clock``: "now" for expiries, injectable so tests can pin it.
+    - ``tokens_changed``: called after a command gave a token a new expiry, so
+      the rotation job can wake at that expiry rather than at its next check.
     """
 
     directory: DirectoryPort
@@ -66,3 +68,4 @@ class AdminContext:
     rotator: TokenRotator | None = None
     vault: TokenVault | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
+    tokens_changed: Callable[[], None] = field(default=lambda: None)

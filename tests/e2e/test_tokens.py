@@ -371,11 +371,6 @@ def test_the_token_key_file_is_created_owner_only(server: LdapServer) -> None:
     assert Path(key).read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the expiry timer is only set at the end of a rotation pass, so a "
-    "token created after the last pass is rotated only at the next check interval",
-)
 def test_a_token_created_after_the_last_check_is_rotated_right_after_its_expiry(
     ldap_server_factory: Callable[..., LdapServer], tmp_path: Path
 ) -> None:
