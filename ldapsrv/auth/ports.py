@@ -14,6 +14,9 @@ from typing import Protocol
 from ldapsrv.directory.records import (
     AccountKind,
     AuditEvent,
+    EffectivePermissions,
+    GrantRecord,
+    Permission,
     ServiceAccountRecord,
     TokenIntent,
     TokenRecord,
@@ -124,3 +127,43 @@ class ServiceAccountStore(Protocol):
         ...
 
     def record_audit(self, event: AuditEvent) -> None: ...
+
+
+class PermissionStore(Protocol):
+    """Grants of permissions to accounts or groups (issue 4). Blocking."""
+
+    def grant(
+        self,
+        permission: Permission,
+        *,
+        account: str | None = None,
+        group: str | None = None,
+        scope_group: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> GrantRecord:
+        """Exactly one of account/group. ``search`` needs ``scope_group``;
+        ``search_full_directory`` takes none; ``reset_password`` takes one or none
+        (none: every person). InvalidValue for an internal service account (grant it
+        through a group) or a bad combination; NotFound for unknown names;
+        AlreadyExists for a duplicate grant."""
+        ...
+
+    def revoke(
+        self,
+        permission: Permission,
+        *,
+        account: str | None = None,
+        group: str | None = None,
+        scope_group: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> None: ...
+
+    def list_grants(
+        self, *, account: str | None = None, group: str | None = None
+    ) -> list[GrantRecord]: ...
+
+    def effective_permissions(self, account_name: str) -> EffectivePermissions:
+        """Direct grants plus those of the account's groups."""
+        ...
+
+    def is_member(self, group_name: str, account_name: str) -> bool: ...

@@ -96,26 +96,52 @@ class FieldPresent:
 
 @dataclass(frozen=True, slots=True)
 class InGroup:
-    """Accounts: member of the group with this name (case-insensitive). memberOf."""
+    """Accounts: member of the group with this name (case-insensitive). memberOf.
+    With ``visible_to``, only a group that account may see counts."""
 
     group_name: str
+    visible_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HasMember:
-    """Groups: has the account with this name (case-insensitive) as a member."""
+    """Groups: has the account with this name (case-insensitive) as a member.
+    With ``visible_to``, only a member that account may see counts."""
 
     account_name: str
+    visible_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class HasAnyMember:
-    """Groups: has at least one member (``member=*``, ``memberUid=*``)."""
+    """Groups: has at least one member (``member=*``, ``memberUid=*``), counting
+    only members ``visible_to`` may see when it is set."""
+
+    visible_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class InAnyGroup:
-    """Accounts: member of at least one group (``memberOf=*``)."""
+    """Accounts: member of at least one group (``memberOf=*``), counting only
+    groups ``visible_to`` may see when it is set."""
+
+    visible_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VisibleTo:
+    """The row may be seen by the account ``viewer`` (access control, issue 4):
+
+    - every row, when the viewer or one of its groups holds ``search_full_directory``;
+    - accounts: the viewer itself, and members of any group G for which the viewer
+      or one of its groups holds ``search`` scoped to G;
+    - groups: groups the viewer is a member of, and every such scope group G.
+
+    Always TRUE or FALSE, never Undefined. Compiled to SQL (EXISTS over grants and
+    memberships), so paging, limits and counts see exactly the visible rows.
+    """
+
+    viewer: str
 
 
 Predicate = (
@@ -131,6 +157,7 @@ Predicate = (
     | HasMember
     | HasAnyMember
     | InAnyGroup
+    | VisibleTo
 )
 
 TRUE = Const(True)

@@ -115,3 +115,31 @@ class AuditEvent:
     action: str  # e.g. "token.rotate", "service_account.create"
     target: str  # what it acted on, e.g. "token nas-backup"
     details: tuple[tuple[str, str], ...] = ()
+
+
+class Permission(StrEnum):
+    SEARCH_FULL_DIRECTORY = "search_full_directory"  # see every entry
+    SEARCH = "search"  # scoped to a group: see that group and its members
+    RESET_PASSWORD = "reset_password"  # set people's passwords (optionally scoped)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """A permission held by an account or by a group (its members inherit it)."""
+
+    id: int
+    permission: Permission
+    account_name: str | None  # exactly one of account_name / group_name is set
+    group_name: str | None
+    scope_group: str | None  # the group a scoped grant applies to
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EffectivePermissions:
+    """What an account may do, directly or through its groups (one query)."""
+
+    full_directory: bool = False
+    search_scopes: frozenset[str] = frozenset()  # lower-case group names
+    reset_password_everyone: bool = False
+    reset_password_scopes: frozenset[str] = frozenset()
