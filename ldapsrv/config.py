@@ -63,6 +63,8 @@ class Config:
     # [security]
     bcrypt_cost: int
     anonymous_read: bool
+    require_tls_for_binds: str
+    require_tls_for_searches: str
     # [tokens]
     token_bcrypt_cost: int
     tokens_viewable: bool
@@ -170,6 +172,16 @@ def _command(key: str, raw: object) -> tuple[str, ...]:
     return tuple(raw)
 
 
+TLS_REQUIREMENTS = ("never", "non-loopback", "always")
+
+
+def _tls_requirement(key: str, raw: object) -> str:
+    text = _string(key, raw).lower()
+    if text not in TLS_REQUIREMENTS:
+        raise ConfigError(f"{key}: expected one of {', '.join(TLS_REQUIREMENTS)}, got {raw!r}")
+    return text
+
+
 def _log_level(key: str, raw: object) -> str:
     text = _string(key, raw).lower()
     allowed = ("debug", "info", "warning", "error")
@@ -214,6 +226,8 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
     "security": {
         "bcrypt_cost": (_int_in(4, 16), 12),
         "anonymous_read": (_bool, False),
+        "require_tls_for_binds": (_tls_requirement, "non-loopback"),
+        "require_tls_for_searches": (_tls_requirement, "never"),
     },
     "tokens": {
         "bcrypt_cost": (_int_in(4, 16), 10),
@@ -311,6 +325,8 @@ def load_config(
         default_shell=v["accounts.default_shell"],
         bcrypt_cost=v["security.bcrypt_cost"],
         anonymous_read=v["security.anonymous_read"],
+        require_tls_for_binds=v["security.require_tls_for_binds"],
+        require_tls_for_searches=v["security.require_tls_for_searches"],
         token_bcrypt_cost=v["tokens.bcrypt_cost"],
         tokens_viewable=v["tokens.viewable"],
         token_key_file=Path(v["tokens.key_file"] or data_dir / "token.key"),

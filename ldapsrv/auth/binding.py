@@ -10,8 +10,9 @@ bcrypt step is cached (see ``TokenVerifier``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from ldapsrv.auth.passwords import (
     PasswordRejected,
@@ -20,10 +21,16 @@ from ldapsrv.auth.passwords import (
     needs_rehash,
     verify_password,
 )
-from ldapsrv.auth.ports import TokenStore
+from ldapsrv.auth.ports import PermissionStore, TokenStore
 from ldapsrv.auth.tokens import TokenVerifier, parse_token, refusal_reason
 from ldapsrv.directory.ports import DirectoryReader
-from ldapsrv.directory.records import AccountKind, Credentials
+from ldapsrv.directory.records import (
+    AccountKind,
+    AuditEvent,
+    Credentials,
+    EffectivePermissions,
+)
+from ldapsrv.errors import NotFound
 
 # Last-used time and address are written at most this often per token, so a host
 # binding many times a second does not turn every bind into a write.
@@ -39,6 +46,7 @@ class BindOutcome:
     name: str | None  # the account's stored name when accepted
     reason: str  # why it was refused, for the log only
     via: str = "password"  # "password" or "token <identifier>", for the log
+    permissions: EffectivePermissions = field(default_factory=EffectivePermissions)
 
     @property
     def accepted(self) -> bool:
@@ -53,6 +61,14 @@ class ServiceAccountHasNoPassword(Exception):
     """Password Modify for a service account: it binds with tokens only."""
 
 
+class NotPermitted(Exception):
+    """The bound account lacks the permission; the message names it."""
+
+
+class AuditSink(Protocol):
+    def record_audit(self, event: AuditEvent) -> None: ...
+
+
 class PasswordAuthenticator:
     def __init__(
         self,
@@ -61,14 +77,26 @@ class PasswordAuthenticator:
         tokens: TokenStore | None = None,
         verifier: TokenVerifier | None = None,
         clock: Callable[[], datetime] = utcnow,
+        permissions: PermissionStore | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self.reader = reader
         self.cost = bcrypt_cost
         self.tokens = tokens
         self.verifier = verifier
         self.clock = clock
+        self.permissions = permissions
+        self.audit = audit
 
     def check(self, name: str, password: bytes, address: str | None = None) -> BindOutcome:
+        """Verify a bind; an accepted one carries the account's permissions."""
+        outcome = self._verify(name, password, address)
+        if outcome.name is not None and self.permissions is not None:
+            granted = self.permissions.effective_permissions(outcome.name)
+            outcome = replace(outcome, permissions=granted)
+        return outcome
+
+    def _verify(self, name: str, password: bytes, address: str | None) -> BindOutcome:
         credentials = self.reader.get_credentials(name) if name else None
         lookup_id = parse_token(password) if self.tokens is not None else None
         if lookup_id is not None:
@@ -134,3 +162,47 @@ class PasswordAuthenticator:
         if credentials.disabled:
             raise PasswordRejected("the account is disabled")
         self.reader.set_password_hash(credentials.name, hash_password(new, self.cost))
+        self._audit(credentials.name, "user.change_password", credentials.name)
+
+    def reset_password(self, actor: str, target: str, new: bytes) -> str:
+        """An admin reset over LDAP (Password Modify with another person's DN).
+
+        Needs ``reset_password``, granted for everyone or scoped to a group the
+        target is in, checked now (not at bind time). Returns the target's stored
+        name. Raises NotPermitted, NotFound (only to holders of an unscoped grant),
+        ServiceAccountHasNoPassword or PasswordRejected.
+        """
+        check_password_rules(new)
+        credentials = self.reader.get_credentials(target)
+        granted = (
+            self.permissions.effective_permissions(actor)
+            if self.permissions is not None
+            else EffectivePermissions()
+        )
+        if credentials is None:
+            if granted.reset_password_everyone:
+                raise NotFound(f'no person named "{target}"')
+            # The same answer as for an existing person: no existence leak.
+            raise NotPermitted("setting this password needs the reset_password permission")
+        allowed = granted.reset_password_everyone or (
+            self.permissions is not None
+            and any(
+                self.permissions.is_member(scope, credentials.name)
+                for scope in granted.reset_password_scopes
+            )
+        )
+        if not allowed:
+            raise NotPermitted("setting this password needs the reset_password permission")
+        if credentials.kind != AccountKind.USER:
+            raise ServiceAccountHasNoPassword(
+                f"{credentials.name} is a service account: it has no password"
+            )
+        self.reader.set_password_hash(credentials.name, hash_password(new, self.cost))
+        self._audit(actor, "user.reset_password", credentials.name)
+        return credentials.name
+
+    def _audit(self, actor: str, action: str, target: str) -> None:
+        if self.audit is not None:
+            self.audit.record_audit(
+                AuditEvent(actor=actor, channel="ldap", action=action, target=f"user {target}")
+            )

@@ -24,6 +24,9 @@ from ldapsrv.directory.records import GroupRecord, ServiceAccountRecord, UserRec
 from ldapsrv.directory.schema import Schema
 
 Attribute = tuple[str, Sequence[bytes]]
+# "Locked until an administrator unlocks" in draft-behera-ldap-password-policy.
+LOCKED_FOREVER = b"000001010000Z"
+STATE_ATTRIBUTES = frozenset({"pwdAccountLockedTime", "nsAccountLock"})
 Entry = tuple[str, list[Attribute]]
 
 
@@ -75,7 +78,9 @@ ServiceGetter = Callable[[ServiceAccountRecord], list[bytes]]
 
 
 class Renderer:
-    def __init__(self, dit: Dit, schema: Schema, selection: Selection) -> None:
+    def __init__(
+        self, dit: Dit, schema: Schema, selection: Selection, show_state: bool = True
+    ) -> None:
         self.dit = dit
         self.selection = selection
         user_dn, group_dn = dit.user_dn, dit.group_dn
@@ -100,6 +105,10 @@ class Renderer:
             ("memberOf", False, lambda r: [group_dn(g).encode() for g in r.group_names]),
             ("entryUUID", True, lambda r: _s(r.uuid)),
             ("entryDN", True, lambda r: _s(user_dn(r.name))),
+            # A disabled person is locked the ways SSSD checks (ppolicy lockout and
+            # the 389ds-style flag); shown only to full-directory searchers.
+            ("pwdAccountLockedTime", True, lambda r: [LOCKED_FOREVER] if r.disabled else []),
+            ("nsAccountLock", True, lambda r: [b"TRUE"] if r.disabled else []),
             ("createTimestamp", True, lambda r: _s(format_generalized_time(r.created))),
             ("modifyTimestamp", True, lambda r: _s(format_generalized_time(r.modified))),
             ("structuralObjectClass", True, lambda r: _s(STRUCTURAL[Kind.USER])),
@@ -136,6 +145,8 @@ class Renderer:
             ("subschemaSubentry", True, lambda r: schema_dn),
             ("hasSubordinates", True, lambda r: no),
         ]
+        if not show_state:
+            user_all = [a for a in user_all if a[0] not in STATE_ATTRIBUTES]
         self._user = [(n, g) for n, op, g in user_all if selection.wants(n, op)]
         self._service = [(n, g) for n, op, g in service_all if selection.wants(n, op)]
         self._group = [(n, g) for n, op, g in group_all if selection.wants(n, op)]

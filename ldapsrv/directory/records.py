@@ -26,6 +26,7 @@ class UserRecord:
     created: datetime
     modified: datetime
     group_names: tuple[str, ...] = ()
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

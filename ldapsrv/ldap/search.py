@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from ldapsrv.blocking import Blocking
@@ -48,7 +48,7 @@ class PreparedSearch:
     filter: Filter
     predicates: dict[Kind, p.Predicate]
     renderer: Renderer
-    dn_values: dict[Kind, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    visible_to: str | None = None
 
 
 class SearchEngine:
@@ -73,7 +73,7 @@ class SearchEngine:
         kinds = {s.kind for s in plan.sources if isinstance(s, StoredEntries)}
         kinds.update(leaf.kind for leaf in plan.leaves)
         predicates = {k: viewer.restrict(k, self.resolver.resolve(flt, k)) for k in kinds}
-        return PreparedSearch(plan, flt, predicates, renderer)
+        return PreparedSearch(plan, flt, predicates, renderer, viewer.visible_to)
 
     async def stream(
         self,
@@ -111,7 +111,9 @@ class SearchEngine:
             if predicate == p.FALSE:
                 rows: list[UserRecord] | list[ServiceAccountRecord] | list[GroupRecord] = []
             else:
-                rows = await self._fetch(source, predicate, cursor.after_id, want)
+                rows = await self._fetch(
+                    source, predicate, cursor.after_id, want, search.visible_to
+                )
             if cancelled():
                 return Stop.CANCELLED
             render = search.renderer.for_kind(source.kind)
@@ -131,12 +133,17 @@ class SearchEngine:
         """Whether any of these entries exists and may be seen."""
         for leaf in leaves:
             predicate = viewer.restrict(leaf.kind, p.TRUE)
-            if predicate != p.FALSE and await self._fetch(leaf, predicate, 0, 1):
+            if predicate != p.FALSE and await self._fetch(leaf, predicate, 0, 1, None):
                 return True
         return False
 
     async def _fetch(
-        self, source: StoredEntries, predicate: p.Predicate, after_id: int, limit: int
+        self,
+        source: StoredEntries,
+        predicate: p.Predicate,
+        after_id: int,
+        limit: int,
+        visible_to: str | None,
     ) -> list[UserRecord] | list[ServiceAccountRecord] | list[GroupRecord]:
         if source.kind is Kind.SERVICE:
             return await self.blocking.run(
@@ -145,6 +152,7 @@ class SearchEngine:
                 after_id=after_id,
                 limit=limit,
                 name=source.name,
+                visible_to=visible_to,
             )
         if source.kind is Kind.USER:
             return await self.blocking.run(
@@ -153,6 +161,7 @@ class SearchEngine:
                 after_id=after_id,
                 limit=limit,
                 name=source.name,
+                visible_to=visible_to,
             )
         return await self.blocking.run(
             self.reader.search_groups,
@@ -160,6 +169,7 @@ class SearchEngine:
             after_id=after_id,
             limit=limit,
             name=source.name,
+            visible_to=visible_to,
         )
 
     def _static_matches(self, entry: StaticEntry, flt: Filter) -> bool:

@@ -10,12 +10,13 @@ dispatches, encodes and writes.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import protocol
@@ -24,6 +25,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 
 from ldapsrv.auth.binding import (
+    NotPermitted,
     PasswordAuthenticator,
     ServiceAccountHasNoPassword,
     WrongPassword,
@@ -33,9 +35,10 @@ from ldapsrv.directory.dit import Dit, Kind, NoSuchBase, StoredEntries
 from ldapsrv.directory.dn import DNError, normalize, parse_dn
 from ldapsrv.directory.entries import Entry, Renderer, Selection
 from ldapsrv.directory.filters import Equality, Filter
+from ldapsrv.directory.records import EffectivePermissions
 from ldapsrv.directory.schema import Schema
 from ldapsrv.directory.visibility import Viewer
-from ldapsrv.errors import DomainError
+from ldapsrv.errors import DomainError, NotFound
 from ldapsrv.ldap import codec, rootdse
 from ldapsrv.ldap import results as rc
 from ldapsrv.ldap.framing import PDUFramer
@@ -70,6 +73,8 @@ class ServerSettings:
     size_limit: int
     time_limit: int
     anonymous_read: bool
+    require_tls_for_binds: str = "never"  # "never" | "non-loopback" | "always"
+    require_tls_for_searches: str = "never"
 
 
 @dataclass(slots=True)
@@ -102,6 +107,7 @@ class Operation:
 class Identity:
     name: str
     dn: str
+    permissions: EffectivePermissions = field(default_factory=EffectivePermissions)
 
 
 class LDAPConnection(protocol.Protocol):
@@ -313,6 +319,10 @@ class LDAPConnection(protocol.Protocol):
         if not password:
             answer(rc.UNWILLING_TO_PERFORM, "unauthenticated bind (a DN without password)")
             return
+        if self._tls_required(self.ctx.settings.require_tls_for_binds):
+            log.info("bind for %r from %s refused: TLS required", request.name, self.peer)
+            answer(rc.CONFIDENTIALITY_REQUIRED, "binds need TLS: use StartTLS or LDAPS")
+            return
         name = self.ctx.dit.parse_entry_name(request.name, Kind.USER)
         if name is None:
             # Same cost as a real check, so unknown DNs are not told apart by timing.
@@ -336,7 +346,9 @@ class LDAPConnection(protocol.Protocol):
             answer(rc.INVALID_CREDENTIALS)
             return
         assert outcome.name is not None
-        self.identity = Identity(outcome.name, self.ctx.dit.user_dn(outcome.name))
+        self.identity = Identity(
+            outcome.name, self.ctx.dit.user_dn(outcome.name), outcome.permissions
+        )
         self.paged.clear()
         log.info("bind as %s from %s with %s", self.identity.dn, self.peer, outcome.via)
         answer(rc.SUCCESS)
@@ -348,8 +360,16 @@ class LDAPConnection(protocol.Protocol):
 
     def _viewer(self) -> Viewer:
         if self.identity is not None:
-            return Viewer(self.identity.name, True)
+            return Viewer(self.identity.name, True, self.identity.permissions)
         return Viewer(None, self.ctx.settings.anonymous_read)
+
+    def _tls_required(self, requirement: str) -> bool:
+        """Whether this connection must have TLS for an operation under ``requirement``."""
+        if self.tls_active or requirement == "never":
+            return False
+        if requirement == "always":
+            return True
+        return not _is_loopback(self.peer_host)
 
     async def _search(self, message: LDAPMessage, op: Operation) -> None:
         request = message.request
@@ -387,6 +407,13 @@ class LDAPConnection(protocol.Protocol):
             attrs = rootdse.subschema_attributes(self.ctx.schema)
             self._special_entry(mid, request, attrs, _USER_SUBSCHEMA_ATTRS, "cn=Subschema")
             done(rc.SUCCESS, controls=no_paging())
+            return
+        if self._tls_required(self.ctx.settings.require_tls_for_searches):
+            done(
+                rc.CONFIDENTIALITY_REQUIRED,
+                "searches need TLS: use StartTLS or LDAPS",
+                controls=no_paging(),
+            )
             return
         viewer = self._viewer()
         if not viewer.may_read_directory:
@@ -469,7 +496,7 @@ class LDAPConnection(protocol.Protocol):
 
     def _prepare(self, request: SearchRequest, plan: Any, viewer: Viewer) -> PreparedSearch:
         selection = Selection.parse(request.attributes, self.ctx.schema, request.types_only)
-        renderer = Renderer(self.ctx.dit, self.ctx.schema, selection)
+        renderer = Renderer(self.ctx.dit, self.ctx.schema, selection, viewer.sees_state)
         return self.ctx.engine.prepare(plan, request.filter, renderer, viewer)
 
     async def _finish_search(
@@ -618,10 +645,7 @@ class LDAPConnection(protocol.Protocol):
             )
             return
         if identity and not self._names_self(identity):
-            answer(
-                rc.INSUFFICIENT_ACCESS_RIGHTS,
-                "changing another account's password is not permitted",
-            )
+            await self._reset_password(mid, identity, new, answer)
             return
         if not old:
             answer(
@@ -650,6 +674,48 @@ class LDAPConnection(protocol.Protocol):
         log.info("password changed by %s from %s", self.identity.dn, self.peer)
         answer(rc.SUCCESS, value=codec.encode_password_modify_response_value(generated))
 
+    async def _reset_password(
+        self, mid: int, identity: str, new: bytes | None, answer: Callable[..., None]
+    ) -> None:
+        """Password Modify naming another person: an admin reset (reset_password)."""
+        assert self.identity is not None
+        target = self._target_name(identity)
+        if target is None:
+            answer(rc.NO_SUCH_OBJECT, "userIdentity does not name a person in this directory")
+            return
+        generated = None
+        if not new:
+            generated = generate_password().encode()
+            new = generated
+        try:
+            name = await self.ctx.run_blocking(
+                self.ctx.authenticator.reset_password, self.identity.name, target, new
+            )
+        except NotPermitted as exc:
+            log.info("password reset of %r by %s refused: %s", target, self.identity.dn, exc)
+            answer(rc.INSUFFICIENT_ACCESS_RIGHTS, str(exc))
+            return
+        except (ServiceAccountHasNoPassword, PasswordRejected) as exc:
+            code = rc.UNWILLING_TO_PERFORM
+            answer(
+                code if isinstance(exc, ServiceAccountHasNoPassword) else rc.CONSTRAINT_VIOLATION,
+                str(exc),
+            )
+            return
+        except NotFound as exc:
+            answer(rc.NO_SUCH_OBJECT, str(exc))
+            return
+        log.info("password of %s reset by %s from %s", name, self.identity.dn, self.peer)
+        answer(rc.SUCCESS, value=codec.encode_password_modify_response_value(generated))
+
+    def _target_name(self, identity: str) -> str | None:
+        text = identity
+        if text.lower().startswith("u:"):
+            return text[2:] or None
+        if text.lower().startswith("dn:"):
+            text = text[3:]
+        return self.ctx.dit.parse_entry_name(text, Kind.USER)
+
     def _names_self(self, identity: str) -> bool:
         assert self.identity is not None
         text = identity
@@ -659,6 +725,18 @@ class LDAPConnection(protocol.Protocol):
             return text[2:].lower() == self.identity.name.lower()
         name = self.ctx.dit.parse_entry_name(text, Kind.USER)
         return name is not None and name.lower() == self.identity.name.lower()
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 class LDAPServerFactory(protocol.ServerFactory):

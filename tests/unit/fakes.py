@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,19 +96,32 @@ def _fold(value: object, case_exact: bool) -> object:
     return value if case_exact or not isinstance(value, str) else value.casefold()
 
 
+Visibility = Callable[[str, "UserRecord | ServiceAccountRecord | GroupRecord | str"], bool]
+
+
+def everything_visible(viewer: str, what: object) -> bool:
+    """The fake's default: every bound account sees everything (a full grant)."""
+    return True
+
+
 def holds(
-    pred: p.Predicate, record: UserRecord | ServiceAccountRecord | GroupRecord
+    pred: p.Predicate,
+    record: UserRecord | ServiceAccountRecord | GroupRecord,
+    visible: Visibility = everything_visible,
 ) -> bool | None:
-    """Three-valued truth of ``pred`` for one record (NULL field -> FALSE)."""
+    """Three-valued truth of ``pred`` for one record (NULL field -> FALSE).
+    ``visible(viewer, record_or_name)`` stands in for the grants (VisibleTo)."""
     match pred:
+        case p.VisibleTo(viewer):
+            return visible(viewer, record)
         case p.Const(value):
             return value
         case p.AllOf(items):
-            return _kleene_and(holds(i, record) for i in items)
+            return _kleene_and(holds(i, record, visible) for i in items)
         case p.AnyOf(items):
-            return _kleene_or(holds(i, record) for i in items)
+            return _kleene_or(holds(i, record, visible) for i in items)
         case p.Negation(item):
-            r = holds(item, record)
+            r = holds(item, record, visible)
             return None if r is None else not r
         case p.FieldEquals(name, value, case_exact):
             actual = getattr(record, name)
@@ -130,19 +143,27 @@ def holds(
             return bool(actual >= value if op == ">=" else actual <= value)
         case p.FieldPresent(name):
             return getattr(record, name) is not None
-        case p.InGroup(group_name):
+        case p.InGroup(group_name, viewer):
             assert not isinstance(record, GroupRecord)
-            return group_name.casefold() in {g.casefold() for g in record.group_names}
-        case p.HasMember(account_name):
+            names = _seen(record.group_names, viewer, visible)
+            return group_name.casefold() in {g.casefold() for g in names}
+        case p.HasMember(account_name, viewer):
             assert isinstance(record, GroupRecord)
-            return account_name.casefold() in {m.casefold() for m in record.member_names}
-        case p.HasAnyMember():
+            names = _seen(record.member_names, viewer, visible)
+            return account_name.casefold() in {m.casefold() for m in names}
+        case p.HasAnyMember(viewer):
             assert isinstance(record, GroupRecord)
-            return bool(record.member_names)
-        case p.InAnyGroup():
+            return bool(_seen(record.member_names, viewer, visible))
+        case p.InAnyGroup(viewer):
             assert not isinstance(record, GroupRecord)
-            return bool(record.group_names)
+            return bool(_seen(record.group_names, viewer, visible))
     raise TypeError(f"not a predicate: {pred!r}")
+
+
+def _seen(names: tuple[str, ...], viewer: str | None, visible: Visibility) -> tuple[str, ...]:
+    if viewer is None:
+        return names
+    return tuple(n for n in names if visible(viewer, n))
 
 
 @dataclass
@@ -155,6 +176,7 @@ class FakeDirectory:
     password_hashes: dict[str, str] = field(default_factory=dict)  # lower-case name -> hash
     disabled: set[str] = field(default_factory=set)
     calls: list[tuple[str, object]] = field(default_factory=list)
+    visible: Visibility = everything_visible
 
     def _select(
         self,
@@ -163,6 +185,7 @@ class FakeDirectory:
         after_id: int,
         limit: int,
         name: str | None,
+        visible_to: str | None = None,
     ) -> list[Any]:
         out = []
         for record in sorted(records, key=lambda r: r.id):
@@ -170,29 +193,53 @@ class FakeDirectory:
                 continue
             if name is not None and record.name.casefold() != name.casefold():
                 continue
-            if holds(predicate, record) is True:
+            if holds(predicate, record, self.visible) is True:
+                if visible_to is not None and isinstance(record, GroupRecord):
+                    trimmed = _seen(record.member_names, visible_to, self.visible)
+                    record = replace(record, member_names=trimmed)
+                elif visible_to is not None:
+                    trimmed = _seen(record.group_names, visible_to, self.visible)
+                    record = replace(record, group_names=trimmed)
                 out.append(record)
             if len(out) == limit:
                 break
         return out
 
     def search_users(
-        self, predicate: p.Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+        self,
+        predicate: p.Predicate,
+        *,
+        after_id: int = 0,
+        limit: int,
+        name: str | None = None,
+        visible_to: str | None = None,
     ) -> list[UserRecord]:
         self.calls.append(("search_users", predicate))
-        return self._select(self.users, predicate, after_id, limit, name)
+        return self._select(self.users, predicate, after_id, limit, name, visible_to)
 
     def search_groups(
-        self, predicate: p.Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+        self,
+        predicate: p.Predicate,
+        *,
+        after_id: int = 0,
+        limit: int,
+        name: str | None = None,
+        visible_to: str | None = None,
     ) -> list[GroupRecord]:
         self.calls.append(("search_groups", predicate))
-        return self._select(self.groups, predicate, after_id, limit, name)
+        return self._select(self.groups, predicate, after_id, limit, name, visible_to)
 
     def search_service_accounts(
-        self, predicate: p.Predicate, *, after_id: int = 0, limit: int, name: str | None = None
+        self,
+        predicate: p.Predicate,
+        *,
+        after_id: int = 0,
+        limit: int,
+        name: str | None = None,
+        visible_to: str | None = None,
     ) -> list[ServiceAccountRecord]:
         self.calls.append(("search_service_accounts", predicate))
-        return self._select(self.services, predicate, after_id, limit, name)
+        return self._select(self.services, predicate, after_id, limit, name, visible_to)
 
     def get_credentials(self, name: str) -> Credentials | None:
         self.calls.append(("get_credentials", name))
