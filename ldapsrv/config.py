@@ -72,6 +72,15 @@ class Config:
     rotation_hook: tuple[str, ...]
     rotation_hook_timeout: int
     rotation_check_interval: int
+    # [throttle]
+    throttle_enabled: bool
+    throttle_free_failures: int
+    throttle_base_delay: float
+    throttle_max_delay: float
+    throttle_window: int
+    throttle_address_lockout_failures: int
+    throttle_pair_lockout_failures: int
+    throttle_lockout: int
     # [logging]
     log_level: str
 
@@ -98,6 +107,21 @@ def _int_in(low: int, high: int) -> Callable[[str, object], int]:
         if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
             raise ConfigError(f"{key}: expected an integer from {low} to {high}, got {raw!r}")
         return raw
+
+    return check
+
+
+def _seconds(low: float, high: float) -> Callable[[str, object], float]:
+    def check(key: str, raw: object) -> float:
+        try:
+            value = float(raw) if isinstance(raw, int | float | str) and raw != "" else None
+        except ValueError:
+            value = None
+        if isinstance(raw, bool) or value is None or not low <= value <= high:
+            raise ConfigError(
+                f"{key}: expected a number of seconds from {low:g} to {high:g}, got {raw!r}"
+            )
+        return value
 
     return check
 
@@ -237,6 +261,16 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
         "rotation_hook_timeout": (_int_in(1, 3600), 30),
         "rotation_check_interval": (_int_in(1, 86400), 60),
     },
+    "throttle": {
+        "enabled": (_bool, True),
+        "free_failures": (_int_in(0, 1000), 5),
+        "base_delay": (_seconds(0, 60), 0.5),
+        "max_delay": (_seconds(0, 300), 8),
+        "window": (_int_in(1, 86400 * 7), 900),
+        "address_lockout_failures": (_int_in(1, 1_000_000), 50),
+        "pair_lockout_failures": (_int_in(1, 1_000_000), 10),
+        "lockout": (_int_in(1, 86400 * 7), 900),
+    },
     "logging": {
         "level": (_log_level, "info"),
     },
@@ -333,5 +367,13 @@ def load_config(
         rotation_hook=v["tokens.rotation_hook"],
         rotation_hook_timeout=v["tokens.rotation_hook_timeout"],
         rotation_check_interval=v["tokens.rotation_check_interval"],
+        throttle_enabled=v["throttle.enabled"],
+        throttle_free_failures=v["throttle.free_failures"],
+        throttle_base_delay=v["throttle.base_delay"],
+        throttle_max_delay=v["throttle.max_delay"],
+        throttle_window=v["throttle.window"],
+        throttle_address_lockout_failures=v["throttle.address_lockout_failures"],
+        throttle_pair_lockout_failures=v["throttle.pair_lockout_failures"],
+        throttle_lockout=v["throttle.lockout"],
         log_level=v["logging.level"],
     )

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from twisted.application import internet, service
 from twisted.internet import ssl
+from twisted.internet.task import deferLater
 
 from ldapsrv.admin.context import AdminContext
 from ldapsrv.admin.server import ControlSocketService
 from ldapsrv.auth.binding import PasswordAuthenticator, utcnow
 from ldapsrv.auth.internal import ensure_health_account
 from ldapsrv.auth.rotation import RotationHook, Rotator
+from ldapsrv.auth.throttle import BindThrottle, ThrottlePolicy
 from ldapsrv.auth.tokens import TokenVerifier
 from ldapsrv.auth.vault import TokenVault, VaultError
 from ldapsrv.blocking import Blocking
@@ -61,6 +64,18 @@ def tls_options(config: Config) -> ssl.CertificateOptions:
         dev.ca_path,
     )
     return load_server_context(dev.cert_path, dev.key_path)
+
+
+def throttle_policy(config: Config) -> ThrottlePolicy:
+    return ThrottlePolicy(
+        free_failures=config.throttle_free_failures,
+        base_delay=config.throttle_base_delay,
+        max_delay=config.throttle_max_delay,
+        window=timedelta(seconds=config.throttle_window),
+        address_lockout_failures=config.throttle_address_lockout_failures,
+        pair_lockout_failures=config.throttle_pair_lockout_failures,
+        lockout=timedelta(seconds=config.throttle_lockout),
+    )
 
 
 def make_service(config: Config, reactor: Any) -> Built:
@@ -126,9 +141,13 @@ def make_service(config: Config, reactor: Any) -> Built:
             clock=utcnow,
             permissions=directory,
             audit=directory,
+            throttle=BindThrottle(directory, throttle_policy(config), utcnow)
+            if config.throttle_enabled
+            else None,
         ),
         tls_options=options,
         run_blocking=blocking.run,
+        sleep=lambda seconds: deferLater(reactor, seconds),
     )
     top: Any = service.MultiService()  # type: ignore[no-untyped-call]
     if config.listen is not None:

@@ -22,6 +22,7 @@ from ldapsrv.auth.passwords import (
     verify_password,
 )
 from ldapsrv.auth.ports import PermissionStore, TokenStore
+from ldapsrv.auth.throttle import BindThrottle
 from ldapsrv.auth.tokens import TokenVerifier, parse_token, refusal_reason
 from ldapsrv.directory.ports import DirectoryReader
 from ldapsrv.directory.records import (
@@ -47,6 +48,7 @@ class BindOutcome:
     reason: str  # why it was refused, for the log only
     via: str = "password"  # "password" or "token <identifier>", for the log
     permissions: EffectivePermissions = field(default_factory=EffectivePermissions)
+    delay: float = 0.0  # seconds to wait before answering a refusal (throttling)
 
     @property
     def accepted(self) -> bool:
@@ -79,6 +81,7 @@ class PasswordAuthenticator:
         clock: Callable[[], datetime] = utcnow,
         permissions: PermissionStore | None = None,
         audit: AuditSink | None = None,
+        throttle: BindThrottle | None = None,
     ) -> None:
         self.reader = reader
         self.cost = bcrypt_cost
@@ -87,10 +90,31 @@ class PasswordAuthenticator:
         self.clock = clock
         self.permissions = permissions
         self.audit = audit
+        self.throttle = throttle
 
-    def check(self, name: str, password: bytes, address: str | None = None) -> BindOutcome:
-        """Verify a bind; an accepted one carries the account's permissions."""
+    def check(
+        self,
+        name: str,
+        password: bytes,
+        address: str | None = None,
+        bind_dn: str | None = None,
+    ) -> BindOutcome:
+        """Verify a bind (``name``: the account the bind DN names, "" if none).
+
+        With throttling, a locked-out address or (DN, address) pair is refused
+        before any check, and a refusal carries the delay to wait before
+        answering. An accepted bind carries the account's permissions.
+        """
+        key = bind_dn if bind_dn is not None else name
+        decision = self.throttle.before(key, address) if self.throttle is not None else None
+        if decision is not None and decision.refuse:
+            return BindOutcome(None, decision.reason, via="throttling")
         outcome = self._verify(name, password, address)
+        if self.throttle is not None:
+            if outcome.accepted:
+                self.throttle.succeeded(key, address, decision)
+            else:
+                outcome = replace(outcome, delay=self.throttle.failed(key, address))
         if outcome.name is not None and self.permissions is not None:
             granted = self.permissions.effective_permissions(outcome.name)
             outcome = replace(outcome, permissions=granted)

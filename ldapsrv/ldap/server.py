@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import protocol
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 
@@ -88,6 +88,7 @@ class ServerContext:
     authenticator: PasswordAuthenticator
     tls_options: Any | None  # twisted.internet.ssl.CertificateOptions
     run_blocking: Callable[..., Deferred[Any]]
+    sleep: Callable[[float], Deferred[None]] = field(default=lambda seconds: succeed(None))
 
 
 @dataclass(slots=True)
@@ -323,26 +324,24 @@ class LDAPConnection(protocol.Protocol):
             log.info("bind for %r from %s refused: TLS required", request.name, self.peer)
             answer(rc.CONFIDENTIALITY_REQUIRED, "binds need TLS: use StartTLS or LDAPS")
             return
-        name = self.ctx.dit.parse_entry_name(request.name, Kind.USER)
-        if name is None:
-            # Same cost as a real check, so unknown DNs are not told apart by timing.
-            outcome_reason = "bind DN does not name an account"
-            await self.ctx.run_blocking(self.ctx.authenticator.check, "", password)
-            self._refuse_bind(request.name, outcome_reason)
-            answer(rc.INVALID_CREDENTIALS)
-            return
+        # A DN naming no account is checked anyway ("" names nobody), so that it
+        # costs the same and is throttled like any other failure.
+        name = self.ctx.dit.parse_entry_name(request.name, Kind.USER) or ""
         try:
             outcome = await self.ctx.run_blocking(
-                self.ctx.authenticator.check, name, password, self.peer_host
+                self.ctx.authenticator.check, name, password, self.peer_host, request.name
             )
         except DomainError as exc:
             log.warning("bind for %r from %s failed: %s", request.name, self.peer, exc)
             answer(rc.UNAVAILABLE, "the directory database is unavailable")
             return
+        if not outcome.accepted and outcome.delay > 0:
+            await self.ctx.sleep(outcome.delay)
         if op.abandoned or generation != self.bind_generation:
             return
         if not outcome.accepted:
-            self._refuse_bind(request.name, f"{outcome.reason} ({outcome.via})")
+            reason = outcome.reason if name else "bind DN does not name an account"
+            self._refuse_bind(request.name, f"{reason} ({outcome.via})")
             answer(rc.INVALID_CREDENTIALS)
             return
         assert outcome.name is not None
