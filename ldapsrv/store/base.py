@@ -86,18 +86,22 @@ def related_names(
     key: Any,
     other_key: Any,
     other: Any,
+    only: Any = None,
 ) -> dict[int, tuple[str, ...]]:
     """For each id in ``ids``, the names on the other side of its memberships,
-    ordered case-insensitively: one query per page of ids."""
+    ordered case-insensitively: one query per page of ids.
+
+    ``only``, a condition on ``other``, keeps just the names it holds for (the
+    counterparts a viewer may see), in the same query."""
+    if only is False:
+        return {}
     found: defaultdict[int, list[str]] = defaultdict(list)
     for start in range(0, len(ids), IN_CHUNK):
         chunk = ids[start : start + IN_CHUNK]
-        rows = conn.execute(
-            select(key, other.c.name)
-            .join(other, other.c.id == other_key)
-            .where(key.in_(chunk))
-            .order_by(other.c.name_lower)
-        )
+        query = select(key, other.c.name).join(other, other.c.id == other_key).where(key.in_(chunk))
+        if only is not None and only is not True:
+            query = query.where(only)
+        rows = conn.execute(query.order_by(other.c.name_lower))
         for owner, name in rows:
             found[owner].append(name)
     return {owner: tuple(names) for owner, names in found.items()}

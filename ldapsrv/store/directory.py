@@ -45,9 +45,15 @@ from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.names import validate_account_name, validate_group_name
 from ldapsrv.directory.predicates import TRUE, Predicate
-from ldapsrv.directory.records import AccountKind, Credentials, GroupRecord, UserRecord
+from ldapsrv.directory.records import (
+    AccountKind,
+    AuditEvent,
+    Credentials,
+    GroupRecord,
+    UserRecord,
+)
 from ldapsrv.errors import AlreadyExists, InvalidValue, NotFound
-from ldapsrv.store.audit import AuditLog
+from ldapsrv.store.audit import AuditLog, encode_details
 from ldapsrv.store.base import (
     MAX_ID_NUMBER,
     IdKind,
@@ -58,8 +64,10 @@ from ldapsrv.store.base import (
 )
 from ldapsrv.store.engine import run
 from ldapsrv.store.models import accounts, groups, memberships, utcnow
+from ldapsrv.store.permissions import Permissions
 from ldapsrv.store.service_accounts import ServiceAccounts
-from ldapsrv.store.sqlfilter import compile_condition
+from ldapsrv.store.sqlfilter import compile_condition, visible_account, visible_group
+from ldapsrv.store.throttle import BindFailures
 from ldapsrv.store.tokens import Tokens
 
 
@@ -101,6 +109,7 @@ _USER_COLUMNS = (
     accounts.c.gecos,
     accounts.c.created_at,
     accounts.c.modified_at,
+    accounts.c.disabled,
 )
 
 _GROUP_COLUMNS = (
@@ -130,6 +139,12 @@ def _check_path(label: str, value: str | None) -> str | None:
     return value
 
 
+def _check_audit(event: AuditEvent | None) -> None:
+    """Refuse bad audit details before the transaction, not halfway through it."""
+    if event is not None:
+        encode_details(event.details)
+
+
 def _check_range(kind: IdKind, bounds: tuple[int, int]) -> tuple[int, int]:
     low, high = bounds
     if not 1 <= low <= high <= MAX_ID_NUMBER:
@@ -139,11 +154,11 @@ def _check_range(kind: IdKind, bounds: tuple[int, int]) -> tuple[int, int]:
     return low, high
 
 
-class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
-    """The directory's accounts, groups and tokens, stored in SQL.
+class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures, StoreBase):
+    """The directory's accounts, groups, tokens and grants, stored in SQL.
 
-    People and groups live here; service accounts, tokens and the audit trail
-    come from their mixins (one module each). See the module docstring.
+    People and groups live here; service accounts, grants, tokens and the audit
+    trail come from their mixins (one module each). See the module docstring.
     """
 
     def __init__(
@@ -184,11 +199,15 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
         after_id: int = 0,
         limit: int,
         name: str | None = None,
+        visible_to: str | None = None,
     ) -> list[UserRecord]:
         """Users matching ``predicate`` with ``id > after_id``, in id order, at most ``limit``.
 
         ``name`` restricts the search to the user of that name (case-insensitive),
-        for base-scope reads of one entry. ``group_names`` is filled in.
+        for base-scope reads of one entry. ``group_names`` is filled in, with
+        only the groups ``visible_to`` may see when it is given. Which *rows*
+        a viewer may see is the predicate's business (the caller adds
+        ``VisibleTo``): this parameter only trims the lists inside them.
         """
         condition = compile_condition(predicate, "users")
         if condition is False or limit <= 0:
@@ -203,7 +222,7 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
             if condition is not True:
                 query = query.where(condition)
             rows = conn.execute(query.order_by(accounts.c.id).limit(limit)).all()
-            return self._user_records(conn, rows)
+            return self._user_records(conn, rows, visible_to)
 
         return run(self.engine, work, write=False)
 
@@ -214,8 +233,10 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
         after_id: int = 0,
         limit: int,
         name: str | None = None,
+        visible_to: str | None = None,
     ) -> list[GroupRecord]:
-        """Groups matching ``predicate``; like ``search_users``, with ``member_names``."""
+        """Groups matching ``predicate``; like ``search_users``, with ``member_names``
+        (only the members ``visible_to`` may see, when it is given)."""
         condition = compile_condition(predicate, "groups")
         if condition is False or limit <= 0:
             return []
@@ -227,7 +248,7 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
             if condition is not True:
                 query = query.where(condition)
             rows = conn.execute(query.order_by(groups.c.id).limit(limit)).all()
-            return self._group_records(conn, rows)
+            return self._group_records(conn, rows, visible_to)
 
         return run(self.engine, work, write=False)
 
@@ -296,11 +317,18 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
 
     # --------------------------------------------------------------- writes
 
-    def set_password_hash(self, name: str, password_hash: str) -> None:
-        """Replace the password hash of user ``name``; NotFound if there is none."""
+    def set_password_hash(
+        self, name: str, password_hash: str, audit: AuditEvent | None = None
+    ) -> None:
+        """Replace the password hash of user ``name``; NotFound if there is none.
+
+        ``audit`` (written in the same transaction, like every ``audit`` below)
+        must not carry the password or its hash: the trail says that it
+        changed, never what to."""
         checked = check_text("password hash", password_hash)
         if checked is None:
             raise InvalidValue("password hash must not be empty")
+        _check_audit(audit)
 
         def work(conn: Connection) -> None:
             result = conn.execute(
@@ -310,10 +338,38 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
             )
             if result.rowcount == 0:
                 raise NotFound(f'user "{name}" not found')
+            self._audit(conn, audit)
 
         run(self.engine, work, write=True)
 
-    def create_user(self, spec: NewUser) -> UserRecord:
+    def set_disabled(self, name: str, disabled: bool, audit: AuditEvent | None = None) -> None:
+        """Disable (or enable again) person ``name``: a disabled person cannot bind.
+
+        People only: service accounts are switched off by deleting their
+        tokens, and internal ones belong to the server. Setting the state it
+        already has is not an error (an admin re-running a script), but the
+        entry only counts as modified when the state changes."""
+        _check_audit(audit)
+
+        def work(conn: Connection) -> None:
+            row = conn.execute(
+                select(accounts.c.id, accounts.c.disabled).where(
+                    accounts.c.name_lower == name_key(name), accounts.c.kind == "user"
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f'user "{name}" not found')
+            if bool(row.disabled) != disabled:
+                conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == row.id)
+                    .values(disabled=disabled, modified_at=self._now())
+                )
+            self._audit(conn, audit)
+
+        run(self.engine, work, write=True)
+
+    def create_user(self, spec: NewUser, audit: AuditEvent | None = None) -> UserRecord:
         """Create a user, allocating what ``spec`` leaves open.
 
         Without a gid number the user's primary group is the default primary
@@ -334,6 +390,7 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
             "login_shell": _check_path("login shell", spec.login_shell) or self.default_shell,
             "password_hash": check_text("password hash", spec.password_hash),
         }
+        _check_audit(audit)
 
         def work(conn: Connection) -> UserRecord:
             now = self._now()
@@ -365,12 +422,14 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
                     insert(memberships).values(group_id=primary_group_id, account_id=account_id)
                 )
                 self._touch_groups(conn, [primary_group_id], now)
+            self._audit(conn, audit)
             return self._load_user(conn, account_id)
 
         return run(self.engine, work, write=True)
 
-    def delete_user(self, name: str) -> None:
+    def delete_user(self, name: str, audit: AuditEvent | None = None) -> None:
         """Delete user ``name`` and its memberships (its groups count as modified)."""
+        _check_audit(audit)
 
         def work(conn: Connection) -> None:
             account_id = self._user_id(conn, name)
@@ -383,13 +442,20 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
             )
             self._touch_groups(conn, group_ids, self._now())
             conn.execute(delete(accounts).where(accounts.c.id == account_id))
+            self._audit(conn, audit)
 
         run(self.engine, work, write=True)
 
     def create_group(
-        self, name: str, *, gid_number: int | None = None, description: str | None = None
+        self,
+        name: str,
+        *,
+        gid_number: int | None = None,
+        description: str | None = None,
+        audit: AuditEvent | None = None,
     ) -> GroupRecord:
         """Create an empty group; its gid is allocated unless given."""
+        _check_audit(audit)
         name = validate_group_name(name)
         explicit_gid = None if gid_number is None else _check_id_number("gid", gid_number)
         checked_description = check_text("description", description)
@@ -402,17 +468,20 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
                 self._refuse_taken_number(conn, "gid", explicit_gid)
             gid = explicit_gid if explicit_gid is not None else self._allocate(conn, "gid")
             group_id = self._insert_group(conn, name, gid, checked_description, now)
+            self._audit(conn, audit)
             return self._load_group(conn, group_id)
 
         return run(self.engine, work, write=True)
 
-    def delete_group(self, name: str) -> None:
+    def delete_group(self, name: str, audit: AuditEvent | None = None) -> None:
         """Delete group ``name`` and its memberships (its members count as modified).
 
         Users whose primary gid is this group's keep the number: POSIX allows a
         primary gid without a group entry, and refusing would leave the group
-        undeletable until every such user is changed.
+        undeletable until every such user is changed. Grants held by the group
+        or scoped to it go with it (ON DELETE CASCADE).
         """
+        _check_audit(audit)
 
         def work(conn: Connection) -> None:
             row = self._group_row(conn, name)
@@ -427,15 +496,17 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
             )
             self._touch_accounts(conn, member_ids, self._now())
             conn.execute(delete(groups).where(groups.c.id == row.id))
+            self._audit(conn, audit)
 
         run(self.engine, work, write=True)
 
-    def add_member(self, group: str, user: str) -> None:
+    def add_member(self, group: str, user: str, audit: AuditEvent | None = None) -> None:
         """Make user ``user`` a direct member of group ``group``.
 
         Both entries count as modified: the group's member/memberUid and the
         user's memberOf change.
         """
+        _check_audit(audit)
 
         def work(conn: Connection) -> None:
             group_row, account_row = self._membership_parties(conn, group, user)
@@ -457,11 +528,13 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
             now = self._now()
             self._touch_groups(conn, [group_row.id], now)
             self._touch_accounts(conn, [account_row.id], now)
+            self._audit(conn, audit)
 
         run(self.engine, work, write=True)
 
-    def remove_member(self, group: str, user: str) -> None:
+    def remove_member(self, group: str, user: str, audit: AuditEvent | None = None) -> None:
         """End user ``user``'s direct membership of group ``group``."""
+        _check_audit(audit)
 
         def work(conn: Connection) -> None:
             group_row, account_row = self._membership_parties(conn, group, user)
@@ -478,21 +551,29 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
             now = self._now()
             self._touch_groups(conn, [group_row.id], now)
             self._touch_accounts(conn, [account_row.id], now)
+            self._audit(conn, audit)
 
         run(self.engine, work, write=True)
 
     # -------------------------------------------------------------- helpers
 
+    def _audit(self, conn: Connection, event: AuditEvent | None) -> None:
+        if event is not None:
+            self._insert_audit(conn, event)
+
     def _home(self, name: str) -> str:
         return self.home_template.format(name=name)
 
-    def _user_records(self, conn: Connection, rows: Sequence[Any]) -> list[UserRecord]:
+    def _user_records(
+        self, conn: Connection, rows: Sequence[Any], visible_to: str | None = None
+    ) -> list[UserRecord]:
         names = related_names(
             conn,
             [row.id for row in rows],
             key=memberships.c.account_id,
             other_key=memberships.c.group_id,
             other=groups,
+            only=None if visible_to is None else visible_group(groups, visible_to),
         )
         return [
             UserRecord(
@@ -511,17 +592,21 @@ class SqlDirectory(ServiceAccounts, Tokens, AuditLog, StoreBase):
                 created=row.created_at,
                 modified=row.modified_at,
                 group_names=names.get(row.id, ()),
+                disabled=bool(row.disabled),
             )
             for row in rows
         ]
 
-    def _group_records(self, conn: Connection, rows: Sequence[Any]) -> list[GroupRecord]:
+    def _group_records(
+        self, conn: Connection, rows: Sequence[Any], visible_to: str | None = None
+    ) -> list[GroupRecord]:
         names = related_names(
             conn,
             [row.id for row in rows],
             key=memberships.c.group_id,
             other_key=memberships.c.account_id,
             other=accounts,
+            only=None if visible_to is None else visible_account(accounts, visible_to),
         )
         return [
             GroupRecord(

@@ -1,4 +1,4 @@
-"""The SQL schema: accounts, groups, memberships, uid/gid allocators, tokens, audit.
+"""The SQL schema: accounts, groups, memberships, uid/gid allocators, tokens, audit, grants.
 
 The models are the single description of the schema; the Alembic migrations in
 ``migrations/versions`` must produce exactly this (a test compares them). The
@@ -63,6 +63,19 @@ attributes (migration 0002 widened the CHECK to them)."""
 
 TOKEN_INTENTS = ("app_password", "api")
 """Intents the ``tokens.intent`` CHECK allows (``TokenIntent`` values)."""
+
+PERMISSIONS = ("search_full_directory", "search", "reset_password")
+"""Permissions the ``grants.permission`` CHECK allows (``Permission`` values)."""
+
+GRANT_ONE_SUBJECT = (
+    "(subject_account_id IS NOT NULL AND subject_group_id IS NULL)"
+    " OR (subject_account_id IS NULL AND subject_group_id IS NOT NULL)"
+)
+GRANT_SCOPE = (
+    "(permission <> 'search' OR scope_group_id IS NOT NULL)"
+    " AND (permission <> 'search_full_directory' OR scope_group_id IS NULL)"
+)
+"""``search`` is always scoped to a group; ``search_full_directory`` never is."""
 
 
 def _in_check(column: str, values: tuple[str, ...]) -> str:
@@ -275,6 +288,46 @@ class AuditRecord(Base):
     details: Mapped[str] = mapped_column(Text)
 
 
+class Grant(Base):
+    """A permission held by an account or by a group (whose members inherit it).
+
+    Exactly one subject column is set (CHECK ``one_subject``). ``grant_key``
+    is the permission and the three ids spelled out (``search:a:g12:s7``), with
+    a UNIQUE index: a UNIQUE over the nullable columns themselves would let
+    duplicates through, because every backend treats NULLs as distinct there
+    (and PostgreSQL's NULLS NOT DISTINCT is not portable). Ids are never
+    reused (autoincrement tables), and every id in the key cascades its row
+    away with the account or group, so the key stays true for the row's life.
+
+    The three indexes serve the visibility subqueries of ``sqlfilter``:
+    grants held by the viewer, by the viewer's groups, and "is this group a
+    scope of one of them".
+    """
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        CheckConstraint(_in_check("permission", PERMISSIONS), name="permission"),
+        CheckConstraint(GRANT_ONE_SUBJECT, name="one_subject"),
+        CheckConstraint(GRANT_SCOPE, name="scope"),
+        Index(None, "subject_account_id"),
+        Index(None, "subject_group_id"),
+        Index(None, "scope_group_id"),
+        {"sqlite_autoincrement": True, **MYSQL_TABLE_OPTIONS},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    permission: Mapped[str] = mapped_column(String(32))
+    subject_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE")
+    )
+    subject_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE")
+    )
+    scope_group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    grant_key: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 # Core handles on the tables, typed as Table (the declarative attribute is a FromClause).
 accounts = cast(Table, Account.__table__)
 groups = cast(Table, Group.__table__)
@@ -282,3 +335,4 @@ memberships = cast(Table, Membership.__table__)
 id_allocators = cast(Table, IdAllocator.__table__)
 tokens = cast(Table, Token.__table__)
 audit_events = cast(Table, AuditRecord.__table__)
+grants = cast(Table, Grant.__table__)

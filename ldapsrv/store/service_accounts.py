@@ -30,7 +30,7 @@ from ldapsrv.store.audit import encode_details
 from ldapsrv.store.base import check_text, name_key, related_names
 from ldapsrv.store.engine import run
 from ldapsrv.store.models import accounts, groups, memberships
-from ldapsrv.store.sqlfilter import compile_condition
+from ldapsrv.store.sqlfilter import compile_condition, visible_group
 from ldapsrv.store.tokens import Tokens, check_new_token
 
 MACHINE_KINDS = (AccountKind.SERVICE_ACCOUNT.value, AccountKind.INTERNAL_SERVICE_ACCOUNT.value)
@@ -46,13 +46,16 @@ _SERVICE_COLUMNS = (
 )
 
 
-def _service_records(conn: Connection, rows: Sequence[Any]) -> list[ServiceAccountRecord]:
+def _service_records(
+    conn: Connection, rows: Sequence[Any], visible_to: str | None = None
+) -> list[ServiceAccountRecord]:
     names = related_names(
         conn,
         [row.id for row in rows],
         key=memberships.c.account_id,
         other_key=memberships.c.group_id,
         other=groups,
+        only=None if visible_to is None else visible_group(groups, visible_to),
     )
     return [
         ServiceAccountRecord(
@@ -80,10 +83,11 @@ class ServiceAccounts(Tokens):
         after_id: int = 0,
         limit: int,
         name: str | None = None,
+        visible_to: str | None = None,
     ) -> list[ServiceAccountRecord]:
         """Service accounts (both kinds) matching ``predicate`` with ``id > after_id``,
         in id order, at most ``limit``; like ``search_users``, with ``group_names``
-        from one more query per page."""
+        from one more query per page (trimmed to what ``visible_to`` may see)."""
         condition = compile_condition(predicate, "service_accounts")
         if condition is False or limit <= 0:
             return []
@@ -97,7 +101,7 @@ class ServiceAccounts(Tokens):
             if condition is not True:
                 query = query.where(condition)
             rows = conn.execute(query.order_by(accounts.c.id).limit(limit)).all()
-            return _service_records(conn, rows)
+            return _service_records(conn, rows, visible_to)
 
         return run(self.engine, work, write=False)
 

@@ -39,6 +39,13 @@ Matching rules, identical on SQLite, PostgreSQL and MariaDB:
   attribute: FALSE, and its negation TRUE.
 * A value no column can hold (an integer beyond 32 bits, a string with NUL)
   is decided without asking the database, which would refuse to bind it.
+
+Visibility (``VisibleTo``, and membership tests with ``visible_to``) compiles
+to EXISTS subqueries over ``grants`` and ``memberships`` (see
+``visible_account``/``visible_group``), so the database applies access control
+in the same WHERE clause as the filter: paging, limits and counts only ever
+see visible rows. Its conditions are built never to be NULL (EXISTS and
+comparisons of NOT NULL columns only), so F is simply NOT T.
 """
 
 from __future__ import annotations
@@ -68,8 +75,9 @@ from ldapsrv.directory.predicates import (
     Negation,
     Predicate,
     Value,
+    VisibleTo,
 )
-from ldapsrv.store.models import accounts, groups, memberships
+from ldapsrv.store.models import accounts, grants, groups, memberships
 
 Condition = bool | ColumnElement[bool]
 """A folded condition: a Python bool when it is the same for every row."""
@@ -319,22 +327,28 @@ class _Compiler:
                 if field is None:
                     return _ABSENT
                 return self._compare(field, op, value)
-            case InGroup(group_name=group_name):
+            case InGroup(group_name=group_name, visible_to=viewer):
                 if self.target == "groups":
                     return _ABSENT
-                return self._exists_membership(group_name=group_name)
-            case InAnyGroup():
+                return self._exists_membership(group_name=group_name, viewer=viewer)
+            case InAnyGroup(visible_to=viewer):
                 if self.target == "groups":
                     return _ABSENT
-                return self._exists_membership()
-            case HasMember(account_name=account_name):
+                return self._exists_membership(viewer=viewer)
+            case HasMember(account_name=account_name, visible_to=viewer):
                 if self.target != "groups":
                     return _ABSENT
-                return self._exists_membership(account_name=account_name)
-            case HasAnyMember():
+                return self._exists_membership(account_name=account_name, viewer=viewer)
+            case HasAnyMember(visible_to=viewer):
                 if self.target != "groups":
                     return _ABSENT
-                return self._exists_membership()
+                return self._exists_membership(viewer=viewer)
+            case VisibleTo(viewer=viewer):
+                if self.target == "groups":
+                    visible = visible_group(groups, viewer)
+                else:
+                    visible = visible_account(accounts, viewer)
+                return (visible, _not(visible))
             case _:
                 assert_never(pred)
 
@@ -458,29 +472,135 @@ class _Compiler:
         return (lhs <= rhs, _nullable_false(field, lhs > rhs))
 
     def _exists_membership(
-        self, *, group_name: str | None = None, account_name: str | None = None
+        self,
+        *,
+        group_name: str | None = None,
+        account_name: str | None = None,
+        viewer: str | None = None,
     ) -> tuple[Condition, Condition]:
         if not all(storable(n) for n in (group_name, account_name) if n is not None):
             return _NEVER
         m = memberships.alias()
         if self.target != "groups":
             query = select(m.c.group_id).where(m.c.account_id == accounts.c.id)
-            if group_name is not None:
+            if group_name is not None or viewer is not None:
                 g = groups.alias()
-                query = query.join(g, g.c.id == m.c.group_id).where(
-                    g.c.name_lower == group_name.lower()
-                )
+                query = query.join(g, g.c.id == m.c.group_id)
+                if group_name is not None:
+                    query = query.where(g.c.name_lower == group_name.lower())
+                if viewer is not None:
+                    query = query.where(as_sql(visible_group(g, viewer)))
             query = query.correlate(accounts)
         else:
             query = select(m.c.account_id).where(m.c.group_id == groups.c.id)
-            if account_name is not None:
+            if account_name is not None or viewer is not None:
                 a = accounts.alias()
-                query = query.join(a, a.c.id == m.c.account_id).where(
-                    a.c.name_lower == account_name.lower()
-                )
+                query = query.join(a, a.c.id == m.c.account_id)
+                if account_name is not None:
+                    query = query.where(a.c.name_lower == account_name.lower())
+                if viewer is not None:
+                    query = query.where(as_sql(visible_account(a, viewer)))
             query = query.correlate(groups)
         found = query.exists()
         return (found, ~found)
+
+
+def _not(condition: Condition) -> Condition:
+    """NOT of a condition known never to be NULL (so SQL's NOT is LDAP's)."""
+    if isinstance(condition, bool):
+        return not condition
+    return ~condition
+
+
+# --- visibility ------------------------------------------------------------------
+#
+# Every subquery below aliases the tables it reads, so it correlates only with
+# the row it is given (``row``: the accounts or groups table of the outer query,
+# or an alias of it inside a membership test) and never by accident with a
+# table of the enclosing statement. The viewer-only parts (its id, its groups,
+# "holds search_full_directory") reference no outer row: every backend
+# evaluates such uncorrelated subqueries once per statement, not once per row,
+# which is what keeps a restricted search as cheap as an unrestricted one.
+
+
+def _viewer_id(viewer: str) -> Any:
+    """The viewer's account id as a scalar subquery (NULL for an unknown viewer,
+    which then matches no grant, no membership and no row)."""
+    v = accounts.alias("viewer")
+    return select(v.c.id).where(v.c.name_lower == viewer.lower()).scalar_subquery()
+
+
+def _held_by_viewer(grant: Any, viewer: str) -> ColumnElement[bool]:
+    """``grant`` is held by the viewer directly or by a group it is a direct member of."""
+    vm = memberships.alias("viewer_membership")
+    viewer_id = _viewer_id(viewer)
+    return or_(
+        grant.c.subject_account_id == viewer_id,
+        grant.c.subject_group_id.in_(select(vm.c.group_id).where(vm.c.account_id == viewer_id)),
+    )
+
+
+def _full_directory(viewer: str) -> ColumnElement[bool]:
+    """The viewer (or one of its groups) holds ``search_full_directory``. Uncorrelated."""
+    g = grants.alias("full_grant")
+    return (
+        select(g.c.id)
+        .where(g.c.permission == "search_full_directory", _held_by_viewer(g, viewer))
+        .exists()
+    )
+
+
+def _scope_groups(viewer: str) -> Any:
+    """Ids of the groups a ``search`` grant held by the viewer is scoped to. Uncorrelated."""
+    g = grants.alias("scope_grant")
+    return select(g.c.scope_group_id).where(
+        g.c.permission == "search",
+        g.c.scope_group_id.is_not(None),
+        _held_by_viewer(g, viewer),
+    )
+
+
+def visible_account(row: Any, viewer: str) -> Condition:
+    """Accounts table (or alias) ``row`` may be seen by ``viewer``: it holds full
+    search, or the row is the viewer, or the row is a member of one of the
+    viewer's scope groups. Never NULL."""
+    if not storable(viewer):
+        return False  # no account has that name: an unknown viewer sees nothing
+    rm = memberships.alias("row_membership")
+    in_scope = (
+        select(rm.c.group_id)
+        .where(rm.c.account_id == row.c.id, rm.c.group_id.in_(_scope_groups(viewer)))
+        .correlate(row)
+        .exists()
+    )
+    return or_(_full_directory(viewer), row.c.name_lower == viewer.lower(), in_scope)
+
+
+def visible_group(row: Any, viewer: str) -> Condition:
+    """Groups table (or alias) ``row`` may be seen by ``viewer``: it holds full
+    search, or it is a member of the row, or the row is one of its scope
+    groups. Never NULL."""
+    if not storable(viewer):
+        return False
+    vm = memberships.alias("viewer_in_row")
+    member = (
+        select(vm.c.account_id)
+        .where(vm.c.group_id == row.c.id, vm.c.account_id == _viewer_id(viewer))
+        .correlate(row)
+        .exists()
+    )
+    sg = grants.alias("row_scope_grant")
+    scope = (
+        select(sg.c.id)
+        .where(
+            sg.c.scope_group_id == row.c.id,
+            sg.c.permission == "search",
+            _held_by_viewer(sg, viewer),
+        )
+        .correlate(row)
+        .exists()
+    )
+    return or_(_full_directory(viewer), member, scope)
 
 
 def compile_condition(predicate: Predicate, target: Target) -> Condition:

@@ -9,7 +9,9 @@ clean store.
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import secrets
 import shutil
 import tempfile
@@ -21,14 +23,8 @@ from typing import Literal
 from sqlalchemy import Engine, create_engine, delete, insert, text
 from sqlalchemy.engine import make_url
 
-from ldapsrv.store.models import (
-    accounts,
-    audit_events,
-    groups,
-    id_allocators,
-    memberships,
-    tokens,
-)
+import ldapsrv.store
+from ldapsrv.store.models import Base, id_allocators
 from ldapsrv.store.schema_version import upgrade
 
 Kind = Literal["sqlite", "postgresql", "mariadb"]
@@ -72,16 +68,22 @@ def skip_unless_available(kind: Kind) -> None:
     pytest.skip(reason)
 
 
+def load_all_tables() -> None:
+    """Import every module of ``ldapsrv.store`` so ``Base.metadata`` holds every
+    table: some are declared next to the code that uses them, not in models.py."""
+    for module in pkgutil.iter_modules(ldapsrv.store.__path__):
+        importlib.import_module(f"ldapsrv.store.{module.name}")
+
+
 def empty_database(engine: Engine) -> None:
     """Delete every row and restart the uid/gid counters, keeping the schema:
     the state ``ldapsrv db upgrade`` leaves behind, minus its cost."""
+    load_all_tables()
     with engine.begin() as conn:
-        conn.execute(delete(audit_events))
-        conn.execute(delete(tokens))
-        conn.execute(delete(memberships))
-        conn.execute(delete(accounts))
-        conn.execute(delete(groups))
-        conn.execute(delete(id_allocators))
+        # Children before parents, every table the models know (later issues'
+        # tables included), so no test inherits another's rows.
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(delete(table))
         conn.execute(
             insert(id_allocators),
             [{"name": "uid", "next_value": 0}, {"name": "gid", "next_value": 0}],

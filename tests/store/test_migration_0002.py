@@ -12,7 +12,7 @@ from ldapsrv.directory.predicates import TRUE
 from ldapsrv.store.directory import SqlDirectory
 from ldapsrv.store.engine import make_engine
 from ldapsrv.store.models import accounts, groups, memberships
-from ldapsrv.store.schema_version import alembic_config, current_revision, upgrade
+from ldapsrv.store.schema_version import alembic_config, current_revision, head_revision, upgrade
 
 from .conftest import GID_RANGE, UID_RANGE
 from .dbs import fresh_database
@@ -90,7 +90,7 @@ def version_0001_with_data(database_kind):
 def test_upgrading_a_0001_database_keeps_every_row(version_0001_with_data):
     url, engine, ids = version_0001_with_data
     assert current_revision(engine) == "0001"
-    assert upgrade(url) == "0002"
+    assert upgrade(url) == head_revision()
     directory = SqlDirectory(engine, uid_range=UID_RANGE, gid_range=GID_RANGE)
     users = directory.search_users(TRUE, limit=10)
     assert [(u.id, u.name, u.uid_number, u.mail) for u in users] == [
@@ -153,4 +153,4 @@ def test_downgrading_to_0001_drops_machine_accounts_and_keeps_people(version_000
         members = conn.execute(text("SELECT COUNT(*) FROM memberships")).scalar()
     assert names == ["Alice", "bob"]
     assert members == 2
-    assert upgrade(url) == "0002"
+    assert upgrade(url) == head_revision()
