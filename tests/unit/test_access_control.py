@@ -248,3 +248,33 @@ def test_searches_may_require_tls_but_the_root_dse_stays_readable() -> None:
     assert (len(root), done.resultCode) == (1, 0)
     entries, done, _ = client.search(USERS)
     assert (entries, done.resultCode) == ([], 13)
+
+
+def test_failed_binds_are_delayed_then_locked_out_while_a_clean_address_still_binds() -> None:
+    from test_throttle import Clock, MemoryStore
+    from twisted.internet import defer
+
+    from ldapsrv.auth.throttle import BindThrottle, ThrottlePolicy
+
+    directory = make_directory()
+    policy = ThrottlePolicy(free_failures=2, base_delay=0.5, max_delay=4, pair_lockout_failures=5)
+    throttle = BindThrottle(MemoryStore(), policy, Clock())
+    ctx = make_context(directory)
+    ctx.authenticator = PasswordAuthenticator(directory, 4, throttle=throttle)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> defer.Deferred[None]:
+        slept.append(seconds)
+        return defer.succeed(None)
+
+    ctx.sleep = sleep
+    attacker = _client_from(ctx, "192.0.2.66")
+    for _ in range(7):
+        assert attacker.bind(ALICE_DN, b"guess") == 49
+    # two free failures answered at once, then 0.5, 1, 2 s; the fifth locks the pair
+    # out and later attempts are refused without a check (and without a delay)
+    assert slept == [0.5, 1.0, 2.0]
+    # locked out now: even the right password is refused from the attacker's address
+    assert attacker.bind(ALICE_DN, b"alice-pw") == 49
+    # ...but alice's own host, which has not been failing, still gets in
+    assert _client_from(ctx, "192.0.2.10").bind(ALICE_DN, b"alice-pw") == 0
