@@ -105,7 +105,9 @@ class PasswordAuthenticator:
         before any check, and a refusal carries the delay to wait before
         answering. An accepted bind carries the account's permissions.
         """
-        key = bind_dn if bind_dn is not None else name
+        # The account's own name, so that every spelling of one DN shares a
+        # counter; the raw DN only when it names no account.
+        key = name or (bind_dn or "")
         decision = self.throttle.before(key, address) if self.throttle is not None else None
         if decision is not None and decision.refuse:
             return BindOutcome(None, decision.reason, via="throttling")
