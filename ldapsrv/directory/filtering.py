@@ -342,41 +342,9 @@ def _simplify(pred: p.Predicate) -> p.Predicate:
     """Fold constants (Kleene logic) so trivial filters give trivial SQL."""
     match pred:
         case p.AllOf(items):
-            out: list[p.Predicate] = []
-            undefined = False
-            for item in (_simplify(i) for i in items):
-                if item == p.FALSE:
-                    return p.FALSE
-                if item == p.TRUE:
-                    continue
-                if item == p.UNDEFINED:
-                    undefined = True
-                    continue
-                out.append(item)
-            if undefined:
-                # Undefined AND x is FALSE where x is FALSE, else Undefined: since
-                # both exclude the entry, and NOT(FALSE)=TRUE differs, keep it.
-                out.append(p.UNDEFINED)
-            if not out:
-                return p.TRUE
-            return out[0] if len(out) == 1 else p.AllOf(tuple(out))
+            return _fold(items, absorbing=p.FALSE, neutral=p.TRUE, build=p.AllOf)
         case p.AnyOf(items):
-            out = []
-            undefined = False
-            for item in (_simplify(i) for i in items):
-                if item == p.TRUE:
-                    return p.TRUE
-                if item == p.FALSE:
-                    continue
-                if item == p.UNDEFINED:
-                    undefined = True
-                    continue
-                out.append(item)
-            if undefined:
-                out.append(p.UNDEFINED)
-            if not out:
-                return p.FALSE
-            return out[0] if len(out) == 1 else p.AnyOf(tuple(out))
+            return _fold(items, absorbing=p.TRUE, neutral=p.FALSE, build=p.AnyOf)
         case p.Negation(item):
             inner = _simplify(item)
             if isinstance(inner, p.Const):
@@ -385,6 +353,36 @@ def _simplify(pred: p.Predicate) -> p.Predicate:
                 return inner.item
             return p.Negation(inner)
     return pred
+
+
+def _fold(
+    items: tuple[p.Predicate, ...],
+    *,
+    absorbing: p.Const,
+    neutral: p.Const,
+    build: type[p.AllOf] | type[p.AnyOf],
+) -> p.Predicate:
+    """Simplify an AND (absorbing FALSE, neutral TRUE) or an OR (the reverse).
+
+    Undefined items are kept once: Undefined AND x is FALSE where x is FALSE and
+    Undefined otherwise; both exclude the entry, but under a NOT they differ.
+    """
+    out: list[p.Predicate] = []
+    undefined = False
+    for item in (_simplify(i) for i in items):
+        if item == absorbing:
+            return absorbing
+        if item == neutral:
+            continue
+        if item == p.UNDEFINED:
+            undefined = True
+            continue
+        out.append(item)
+    if undefined:
+        out.append(p.UNDEFINED)
+    if not out:
+        return neutral
+    return out[0] if len(out) == 1 else build(tuple(out))
 
 
 # -- evaluation of unstored entries ------------------------------------------------

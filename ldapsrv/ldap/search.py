@@ -145,32 +145,21 @@ class SearchEngine:
         limit: int,
         visible_to: str | None,
     ) -> list[UserRecord] | list[ServiceAccountRecord] | list[GroupRecord]:
-        if source.kind is Kind.SERVICE:
-            return await self.blocking.run(
-                self.reader.search_service_accounts,
-                predicate,
-                after_id=after_id,
-                limit=limit,
-                name=source.name,
-                visible_to=visible_to,
-            )
-        if source.kind is Kind.USER:
-            return await self.blocking.run(
-                self.reader.search_users,
-                predicate,
-                after_id=after_id,
-                limit=limit,
-                name=source.name,
-                visible_to=visible_to,
-            )
-        return await self.blocking.run(
-            self.reader.search_groups,
+        search = {
+            Kind.USER: self.reader.search_users,
+            Kind.SERVICE: self.reader.search_service_accounts,
+            Kind.GROUP: self.reader.search_groups,
+        }[source.kind]
+        rows: list[UserRecord] | list[ServiceAccountRecord] | list[GroupRecord]
+        rows = await self.blocking.run(
+            search,  # type: ignore[arg-type]
             predicate,
             after_id=after_id,
             limit=limit,
             name=source.name,
             visible_to=visible_to,
         )
+        return rows
 
     def _static_matches(self, entry: StaticEntry, flt: Filter) -> bool:
         dn_values: dict[str, list[str]] = {}
