@@ -1,5 +1,5 @@
-"""``ldapsrv user|group|service-account|token ...`` and ``ldapsrv health``: admin
-commands over the control socket.
+"""``ldapsrv user|group|service-account|token|permission ...``, ``ldapsrv audit``
+and ``ldapsrv health``: admin commands over the control socket.
 
 Each sub-command is one row of ``_COMMANDS``: its wire command, how its
 argv becomes wire arguments, and how the result is shown to a human. The
@@ -15,6 +15,8 @@ Token values only ever travel the other way, in the answer to ``create``,
 
 ``ldapsrv health`` is not one wire call but a whole check (``ldapsrv.health``);
 it shares the connection options and is dispatched from ``run_admin_command``.
+``ldapsrv audit`` is a row with no action: one wire call, straight under
+``ldapsrv``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from ldapsrv.admin.client import DEFAULT_TIMEOUT, call
 from ldapsrv.admin.errors import AdminError
 from ldapsrv.config import ConfigError, load_config
 
-ADMIN_GROUPS = frozenset({"user", "group", "service-account", "token", "health"})
+ADMIN_GROUPS = frozenset(
+    {"user", "group", "service-account", "token", "permission", "audit", "health"}
+)
 """Top-level sub-commands this module owns."""
 
 HEALTH = "health"
@@ -230,6 +234,69 @@ def _token_value(result: Any, ns: argparse.Namespace) -> str:
     return str(result["value"])
 
 
+_GRANT_COLUMNS = [
+    ("PERMISSION", "permission"),
+    ("USER", "user"),
+    ("GROUP", "group"),
+    ("SCOPE", "scope"),
+    ("CREATED", "created"),
+]
+
+
+def _show_grant(result: Any, ns: argparse.Namespace) -> str:
+    holder = f"user {result['user']}" if result.get("user") else f"group {result['group']}"
+    scope = f" scoped to group {result['scope']}" if result.get("scope") else ""
+    return f"granted {result['permission']}{scope} to {holder}"
+
+
+def _revoked_grant(result: Any, ns: argparse.Namespace) -> str:
+    holder = f"user {result['user']}" if result.get("user") else f"group {result['group']}"
+    scope = f" scoped to group {result['scope']}" if result.get("scope") else ""
+    return f"revoked {result['permission']}{scope} from {holder}"
+
+
+def _list_grants(result: Any, ns: argparse.Namespace) -> str:
+    grants = result["grants"]
+    text = format_table(grants, _GRANT_COLUMNS) if grants else "no grants"
+    effective = result.get("effective")
+    if effective is None:
+        return text
+    rows = {
+        "full directory search": effective["search_full_directory"],
+        "search scoped to": effective["search_scopes"] or "none",
+        "reset passwords of everyone": effective["reset_password_everyone"],
+        "reset passwords in": effective["reset_password_scopes"] or "none",
+    }
+    return f"{text}\n\nin effect (own grants and its groups'):\n{format_record(rows, list(rows))}"
+
+
+def _show_audit(result: Any, ns: argparse.Namespace) -> str:
+    events = [
+        {
+            **e,
+            "details": ", ".join(f"{k}={v}" for k, v in sorted(e.get("details", {}).items())),
+        }
+        for e in result["events"]
+    ]
+    columns = [
+        ("AT", "at"),
+        ("ACTION", "action"),
+        ("TARGET", "target"),
+        ("DETAILS", "details"),
+        ("ACTOR", "actor"),
+    ]
+    text = format_table(events, columns) if events else "no events"
+    uses = [{**t, "last_used": t.get("last_used") or "never"} for t in result["token_use"]]
+    use_columns = [
+        ("TOKEN", "identifier"),
+        ("ACCOUNT", "account"),
+        ("LAST USED", "last_used"),
+        ("FROM", "last_used_address"),
+    ]
+    use_text = format_table(uses, use_columns) if uses else "no tokens"
+    return f"{text}\n\ntoken use:\n{use_text}"
+
+
 def _said(template: str) -> Callable[[Any, argparse.Namespace], str]:
     def render(result: Any, ns: argparse.Namespace) -> str:
         return template.format(**vars(ns))
@@ -329,6 +396,31 @@ def _token_list_args(ns: argparse.Namespace) -> dict[str, Any]:
 
 def _identifier_arg(ns: argparse.Namespace) -> dict[str, Any]:
     return {"identifier": ns.identifier}
+
+
+def _holder_args(ns: argparse.Namespace) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if ns.user is not None:
+        args["user"] = ns.user
+    if ns.group is not None:
+        args["group"] = ns.group
+    return args
+
+
+def _grant_args(ns: argparse.Namespace) -> dict[str, Any]:
+    args = {"permission": ns.permission, **_holder_args(ns)}
+    if ns.scope is not None:
+        args["scope"] = ns.scope
+    return args
+
+
+def _audit_args(ns: argparse.Namespace) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    if ns.since is not None:
+        args["since"] = ns.since
+    if ns.limit is not None:
+        args["limit"] = ns.limit
+    return args
 
 
 # --- the table --------------------------------------------------------------------
@@ -440,6 +532,39 @@ def _configure_token_list(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", metavar="NAME", help="only the tokens of this account")
 
 
+_PERMISSIONS = ("search_full_directory", "search", "reset_password")
+
+
+def _holder_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    holder = parser.add_mutually_exclusive_group(required=required)
+    holder.add_argument("--user", metavar="NAME", help="a person or service account")
+    holder.add_argument("--group", metavar="NAME", help="a group (its members inherit it)")
+
+
+def _configure_grant(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "permission",
+        metavar="PERMISSION",
+        choices=_PERMISSIONS,
+        help="search_full_directory, search (needs --scope) or reset_password (--scope optional)",
+    )
+    _holder_options(parser, required=True)
+    parser.add_argument("--scope", metavar="GROUP", help="the group the permission applies to")
+
+
+def _configure_permission_list(parser: argparse.ArgumentParser) -> None:
+    _holder_options(parser, required=False)
+
+
+def _configure_audit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only events since then: a duration ago (1h, 7d), a date or an ISO date-time",
+    )
+    parser.add_argument("--limit", type=_number, metavar="N", help="the newest N (default 1000)")
+
+
 _COMMANDS: tuple[CliCommand, ...] = (
     CliCommand(
         "user", "add", "user.add", "create a person",
@@ -462,6 +587,16 @@ _COMMANDS: tuple[CliCommand, ...] = (
         "user", "set-password", "user.set_password", "set a person's password",
         configure=_configure_set_password, build_args=_set_password_args,
         render=_said("password set for {name}"),
+    ),
+    CliCommand(
+        "user", "disable", "user.disable", "stop a person from binding (kept, not deleted)",
+        configure=_positional("name"), build_args=_name_arg,
+        render=_said("disabled user {name}"),
+    ),
+    CliCommand(
+        "user", "enable", "user.enable", "let a disabled person bind again",
+        configure=_positional("name"), build_args=_name_arg,
+        render=_said("enabled user {name}"),
     ),
     CliCommand(
         "group", "add", "group.add", "create a group",
@@ -537,6 +672,24 @@ _COMMANDS: tuple[CliCommand, ...] = (
         configure=_positional("identifier"), build_args=_identifier_arg,
         render=_token_with_value,
     ),
+    CliCommand(
+        "permission", "grant", "permission.grant", "give an account or a group a permission",
+        configure=_configure_grant, build_args=_grant_args, render=_show_grant,
+    ),
+    CliCommand(
+        "permission", "revoke", "permission.revoke",
+        "take a permission back (same arguments as grant)",
+        configure=_configure_grant, build_args=_grant_args, render=_revoked_grant,
+    ),
+    CliCommand(
+        "permission", "list", "permission.list",
+        "list grants; for a user also what it has in effect through its groups",
+        configure=_configure_permission_list, build_args=_holder_args, render=_list_grants,
+    ),
+    CliCommand(
+        "audit", "", "audit.list", "show the audit trail and each token's last use",
+        configure=_configure_audit, build_args=_audit_args, render=_show_audit,
+    ),
 )  # fmt: skip
 
 _BY_WIRE = {c.wire: c for c in _COMMANDS}
@@ -546,6 +699,7 @@ _GROUP_HELP = {
     "group": "manage groups",
     "service-account": "manage service accounts (machines that bind with a token)",
     "token": "manage tokens (app passwords and API tokens)",
+    "permission": "manage permissions (who may see and do what)",
 }
 
 
@@ -570,22 +724,28 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def add_admin_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``user``, ``group``, ``service-account`` and ``token`` with their
-    sub-commands, and ``health``, on ``subparsers``.
+    """Register ``user``, ``group``, ``service-account``, ``token`` and
+    ``permission`` with their sub-commands, and ``audit`` and ``health``, on
+    ``subparsers``.
 
     Every leaf parser sets ``admin_command`` (the wire command name) on the
     namespace; dispatch on it with ``is_admin_command``/``run_admin_command``.
     """
     common = _common_options()
     actions: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-    for group in dict.fromkeys(c.group for c in _COMMANDS):
+    for group in dict.fromkeys(c.group for c in _COMMANDS if c.action):
         parser = subparsers.add_parser(group, help=_GROUP_HELP.get(group))
         actions[group] = parser.add_subparsers(dest="admin_action", metavar="ACTION")
         actions[group].required = True
     for command in _COMMANDS:
-        leaf = actions[command.group].add_parser(
-            command.action, help=command.help, description=command.help, parents=[common]
-        )
+        if not command.action:  # a top-level command such as ``ldapsrv audit``
+            leaf = subparsers.add_parser(
+                command.group, help=command.help, description=command.help, parents=[common]
+            )
+        else:
+            leaf = actions[command.group].add_parser(
+                command.action, help=command.help, description=command.help, parents=[common]
+            )
         command.configure(leaf)
         leaf.set_defaults(admin_command=command.wire)
     from ldapsrv.health import configure_parser

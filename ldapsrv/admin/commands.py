@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from ldapsrv import __version__
 from ldapsrv.admin import (
+    commands_audit,
     commands_directory,
     commands_health,
+    commands_permissions,
     commands_service_accounts,
     commands_tokens,
 )
@@ -29,4 +31,6 @@ def build_registry() -> CommandRegistry:
     commands_service_accounts.register(registry)
     commands_tokens.register(registry)
     commands_health.register(registry)
+    commands_permissions.register(registry)
+    commands_audit.register(registry)
     return registry

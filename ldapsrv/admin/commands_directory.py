@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from ldapsrv.admin.context import AdminContext, Caller
 from ldapsrv.admin.errors import FORBIDDEN, INVALID, NOT_FOUND, AdminError
+from ldapsrv.admin.issuing import audit
 from ldapsrv.admin.ports import NewUser
 from ldapsrv.admin.registry import (
     Arg,
@@ -68,10 +69,16 @@ async def user_add(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
         surname=args.optional_string("surname") or args.string("name"),
     )
 
+    # The event says whether a password was set, never what it is.
+    event = audit(
+        caller, "user.add", f"user {spec.name}", password_set=str(password is not None).lower()
+    )
+
     def create() -> UserRecord:
         if password is None:
-            return ctx.directory.create_user(spec)
-        return ctx.directory.create_user(replace(spec, password_hash=_hash(password, cost)))
+            return ctx.directory.create_user(spec, audit=event)
+        hashed = replace(spec, password_hash=_hash(password, cost))
+        return ctx.directory.create_user(hashed, audit=event)
 
     user = await ctx.blocking.run(create)
     return render_user(user, ctx.config.base_dn)
@@ -118,7 +125,7 @@ async def user_delete(ctx: AdminContext, caller: Caller, args: Args) -> JsonObje
 
     def delete() -> None:
         try:
-            ctx.directory.delete_user(name)
+            ctx.directory.delete_user(name, audit=audit(caller, "user.delete", f"user {name}"))
         except NotFound:
             _person_only(ctx, name, f"use 'ldapsrv service-account delete {name}'")
             raise
@@ -134,7 +141,8 @@ async def user_set_password(ctx: AdminContext, caller: Caller, args: Args) -> Js
 
     def set_password() -> None:
         try:
-            ctx.directory.set_password_hash(name, _hash(password, cost))
+            event = audit(caller, "user.set_password", f"user {name}")  # no secret in it
+            ctx.directory.set_password_hash(name, _hash(password, cost), audit=event)
         except NotFound:
             if _not_a_person(ctx, name) is not None:
                 raise AdminError(
@@ -149,12 +157,48 @@ async def user_set_password(ctx: AdminContext, caller: Caller, args: Args) -> Js
     return {"name": name, "password_set": True}
 
 
+async def _set_disabled(
+    ctx: AdminContext, caller: Caller, args: Args, disabled: bool
+) -> JsonObject:
+    """user.disable / user.enable: people only. A disabled person cannot bind,
+    and shows the lock attributes SSSD understands; nothing else changes."""
+    name = args.string("name")
+    action = "user.disable" if disabled else "user.enable"
+
+    def change() -> UserRecord:
+        try:
+            event = audit(caller, action, f"user {name}")
+            ctx.directory.set_disabled(name, disabled, audit=event)
+        except NotFound:
+            _person_only(
+                ctx,
+                name,
+                "service accounts bind only with tokens: revoke them with "
+                "'ldapsrv token delete IDENTIFIER' (see 'ldapsrv token list --user "
+                f"{name}')",
+            )
+            raise
+        return ctx.directory.get_user(name)
+
+    return render_user(await ctx.blocking.run(change), ctx.config.base_dn)
+
+
+async def user_disable(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    return await _set_disabled(ctx, caller, args, True)
+
+
+async def user_enable(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    return await _set_disabled(ctx, caller, args, False)
+
+
 async def group_add(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
+    name = args.string("name")
     group = await ctx.blocking.run(
         ctx.directory.create_group,
-        args.string("name"),
+        name,
         gid_number=args.optional_integer("gid_number"),
         description=args.optional_string("description"),
+        audit=audit(caller, "group.add", f"group {name}"),
     )
     return render_group(group, ctx.config.base_dn)
 
@@ -172,15 +216,18 @@ async def group_show(ctx: AdminContext, caller: Caller, args: Args) -> JsonObjec
 
 async def group_delete(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
     name = args.string("name")
-    await ctx.blocking.run(ctx.directory.delete_group, name)
+    event = audit(caller, "group.delete", f"group {name}")
+    await ctx.blocking.run(ctx.directory.delete_group, name, audit=event)
     return {"name": name, "deleted": True}
 
 
 async def group_add_member(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
     group_name, user_name = args.string("group"), args.string("user")
 
+    event = audit(caller, "group.add_member", f"group {group_name}", member=user_name)
+
     def add() -> GroupRecord:
-        ctx.directory.add_member(group_name, user_name)
+        ctx.directory.add_member(group_name, user_name, audit=event)
         return ctx.directory.get_group(group_name)
 
     return render_group(await ctx.blocking.run(add), ctx.config.base_dn)
@@ -189,8 +236,10 @@ async def group_add_member(ctx: AdminContext, caller: Caller, args: Args) -> Jso
 async def group_remove_member(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
     group_name, user_name = args.string("group"), args.string("user")
 
+    event = audit(caller, "group.remove_member", f"group {group_name}", member=user_name)
+
     def remove() -> GroupRecord:
-        ctx.directory.remove_member(group_name, user_name)
+        ctx.directory.remove_member(group_name, user_name, audit=event)
         return ctx.directory.get_group(group_name)
 
     return render_group(await ctx.blocking.run(remove), ctx.config.base_dn)
@@ -227,6 +276,8 @@ def register(registry: CommandRegistry) -> None:
         (USER_NAME, Arg("password", ArgType.STRING, True, True, (_utf8,))),
         "set a person's password",
     )
+    r("user.disable", user_disable, (USER_NAME,), "stop a person from binding (kept, not deleted)")
+    r("user.enable", user_enable, (USER_NAME,), "let a disabled person bind again")
     r(
         "group.add",
         group_add,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ldapsrv.admin.ports import BlockingRunner, DirectoryPort, TokenRotator
-from ldapsrv.auth.ports import ServiceAccountStore, TokenStore
+from ldapsrv.admin.ports import AuditReader, BlockingRunner, DirectoryPort, TokenRotator
+from ldapsrv.auth.ports import PermissionStore, ServiceAccountStore, TokenStore
 from ldapsrv.config import Config
 
 if TYPE_CHECKING:  # the vault pulls in cryptography; handlers import it where they use it
@@ -58,6 +58,10 @@ class AdminContext:
     - ``clock``: "now" for expiries, injectable so tests can pin it.
     - ``tokens_changed``: called after a command gave a token a new expiry, so
       the rotation job can wake at that expiry rather than at its next check.
+    - ``permissions`` / ``audit_log``: the store again (grants, and reading the
+      audit trail). Optional so a server built before access control still
+      starts; the ``permission.*`` and ``audit.list`` commands then answer
+      ``unavailable`` rather than fail in a way that looks like a bug.
     """
 
     directory: DirectoryPort
@@ -69,3 +73,5 @@ class AdminContext:
     vault: TokenVault | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
     tokens_changed: Callable[[], None] = field(default=lambda: None)
+    permissions: PermissionStore | None = None
+    audit_log: AuditReader | None = None

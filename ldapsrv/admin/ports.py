@@ -13,17 +13,18 @@ store's plain ``NewUser`` value is shared. ``SqlDirectory`` satisfies
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 
-from ldapsrv.directory.records import GroupRecord, TokenRecord, UserRecord
+from ldapsrv.directory.records import AuditEvent, GroupRecord, TokenRecord, UserRecord
 from ldapsrv.store.directory import NewUser
 
 if TYPE_CHECKING:
     from ldapsrv.auth.tokens import IssuedToken
 
-__all__ = ["BlockingRunner", "DirectoryPort", "NewUser", "TokenRotator"]
+__all__ = ["AuditReader", "BlockingRunner", "DirectoryPort", "NewUser", "TokenRotator"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,31 +36,56 @@ class DirectoryPort(Protocol):
     Every method blocks (SQL): call them only through ``BlockingRunner.run``.
     They raise the domain errors of ``ldapsrv.errors`` (NotFound,
     AlreadyExists, InvalidValue, RangeExhausted, StoreUnavailable).
+
+    Every change takes the ``audit`` event that records it, which the store
+    writes in the same transaction: the trail can neither miss a change nor
+    record one that was rolled back.
     """
 
-    def create_user(self, spec: NewUser) -> UserRecord: ...
+    def create_user(self, spec: NewUser, audit: AuditEvent | None = None) -> UserRecord: ...
 
     def get_user(self, name: str) -> UserRecord: ...
 
     def list_users(self) -> Sequence[UserRecord]: ...
 
-    def delete_user(self, name: str) -> None: ...
+    def delete_user(self, name: str, audit: AuditEvent | None = None) -> None: ...
 
     def create_group(
-        self, name: str, *, gid_number: int | None = None, description: str | None = None
+        self,
+        name: str,
+        *,
+        gid_number: int | None = None,
+        description: str | None = None,
+        audit: AuditEvent | None = None,
     ) -> GroupRecord: ...
 
     def get_group(self, name: str) -> GroupRecord: ...
 
     def list_groups(self) -> Sequence[GroupRecord]: ...
 
-    def delete_group(self, name: str) -> None: ...
+    def delete_group(self, name: str, audit: AuditEvent | None = None) -> None: ...
 
-    def add_member(self, group: str, user: str) -> None: ...
+    def add_member(self, group: str, user: str, audit: AuditEvent | None = None) -> None: ...
 
-    def remove_member(self, group: str, user: str) -> None: ...
+    def remove_member(self, group: str, user: str, audit: AuditEvent | None = None) -> None: ...
 
-    def set_password_hash(self, name: str, password_hash: str) -> None: ...
+    def set_password_hash(
+        self, name: str, password_hash: str, audit: AuditEvent | None = None
+    ) -> None: ...
+
+    def set_disabled(self, name: str, disabled: bool, audit: AuditEvent | None = None) -> None:
+        """People only; NotFound for anyone else."""
+        ...
+
+
+class AuditReader(Protocol):
+    """Reading the audit trail (``SqlDirectory.list_audit``). Blocking."""
+
+    def list_audit(
+        self, *, since: datetime | None = None, limit: int = 1000
+    ) -> list[tuple[datetime, AuditEvent]]:
+        """The newest ``limit`` events at or after ``since``, oldest first."""
+        ...
 
 
 class BlockingRunner(Protocol):

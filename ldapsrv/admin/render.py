@@ -50,6 +50,7 @@ def render_user(user: UserRecord, base_dn: str | None) -> JsonObject:
         "login_shell": user.login_shell,
         "gecos": user.gecos,
         "groups": groups,
+        "disabled": user.disabled,
         "created": iso_utc(user.created),
         "modified": iso_utc(user.modified),
     }

@@ -31,7 +31,10 @@ from ldapsrv.directory.names import validate_account_name, validate_group_name
 from ldapsrv.directory.records import (
     AccountKind,
     AuditEvent,
+    EffectivePermissions,
+    GrantRecord,
     GroupRecord,
+    Permission,
     ServiceAccountRecord,
     TokenRecord,
     UserRecord,
@@ -64,8 +67,8 @@ class SyncBlocking:
 
 
 class InMemoryDirectory:
-    """A DirectoryPort, TokenStore and ServiceAccountStore over dicts, thread-safe
-    so it can sit behind a real thread pool."""
+    """A DirectoryPort, TokenStore, ServiceAccountStore, PermissionStore and
+    AuditReader over dicts, thread-safe so it can sit behind a real thread pool."""
 
     def __init__(
         self,
@@ -80,6 +83,12 @@ class InMemoryDirectory:
         self._members: dict[str, set[str]] = {}  # group key -> account keys (either kind)
         self._tokens: dict[str, TokenRecord] = {}  # identifier.lower() -> row
         self.audit: list[AuditEvent] = []
+        self.audit_times: list[datetime] = []  # when each event of ``audit`` was written
+        self.disabled: set[str] = set()  # keys of disabled people
+        # (id, permission, account key, group key, scope key, created)
+        self._grants: list[
+            tuple[int, Permission, str | None, str | None, str | None, datetime]
+        ] = []
         self.password_hashes: dict[str, str | None] = {}
         self._uid_range = uid_range
         self._gid_range = gid_range
@@ -111,7 +120,7 @@ class InMemoryDirectory:
         groups = tuple(
             sorted(self._groups[g].name for g, members in self._members.items() if key in members)
         )
-        return replace(self._users[key], group_names=groups)
+        return replace(self._users[key], group_names=groups, disabled=key in self.disabled)
 
     def _account_name(self, key: str) -> str:
         return self._users[key].name if key in self._users else self._machines[key].name
@@ -144,7 +153,7 @@ class InMemoryDirectory:
 
     # DirectoryPort -----------------------------------------------------------
 
-    def create_user(self, spec: NewUser) -> UserRecord:
+    def create_user(self, spec: NewUser, audit: AuditEvent | None = None) -> UserRecord:
         key = self._check_name("user", spec.name)
         with self._lock:
             self._refuse_taken_account(spec.name)
@@ -171,6 +180,7 @@ class InMemoryDirectory:
             )
             self._used_uids.add(uid)
             self.password_hashes[key] = spec.password_hash
+            self._record_audit(audit)
             return self._user(key)
 
     def get_user(self, name: str) -> UserRecord:
@@ -181,15 +191,22 @@ class InMemoryDirectory:
         with self._lock:
             return [self._user(k) for k in sorted(self._users)]
 
-    def delete_user(self, name: str) -> None:
+    def delete_user(self, name: str, audit: AuditEvent | None = None) -> None:
         with self._lock:
             key = self._user(name).name.lower()
             del self._users[key]
             self.password_hashes.pop(key, None)
+            self.disabled.discard(key)
             self._forget_account(key)
+            self._record_audit(audit)
 
     def create_group(
-        self, name: str, *, gid_number: int | None = None, description: str | None = None
+        self,
+        name: str,
+        *,
+        gid_number: int | None = None,
+        description: str | None = None,
+        audit: AuditEvent | None = None,
     ) -> GroupRecord:
         key = self._check_name("group", name)
         with self._lock:
@@ -210,6 +227,7 @@ class InMemoryDirectory:
             )
             self._members[key] = set()
             self._used_gids.add(gid)
+            self._record_audit(audit)
             return self._group(key)
 
     def get_group(self, name: str) -> GroupRecord:
@@ -220,11 +238,13 @@ class InMemoryDirectory:
         with self._lock:
             return [self._group(k) for k in sorted(self._groups)]
 
-    def delete_group(self, name: str) -> None:
+    def delete_group(self, name: str, audit: AuditEvent | None = None) -> None:
         with self._lock:
             key = self._group(name).name.lower()
             del self._groups[key]
             del self._members[key]
+            self._grants = [g for g in self._grants if key not in (g[3], g[4])]
+            self._record_audit(audit)
 
     def _member_key(self, name: str) -> str:
         key = name.lower()
@@ -232,24 +252,38 @@ class InMemoryDirectory:
             return key
         return self._user(name).name.lower()
 
-    def add_member(self, group: str, user: str) -> None:
+    def add_member(self, group: str, user: str, audit: AuditEvent | None = None) -> None:
         with self._lock:
             group_key, user_key = self._group(group).name.lower(), self._member_key(user)
             if user_key in self._members[group_key]:
                 raise AlreadyExists(f"{user!r} is already a member of {group!r}")
             self._members[group_key].add(user_key)
+            self._record_audit(audit)
 
-    def remove_member(self, group: str, user: str) -> None:
+    def remove_member(self, group: str, user: str, audit: AuditEvent | None = None) -> None:
         with self._lock:
             group_key, user_key = self._group(group).name.lower(), self._member_key(user)
             if user_key not in self._members[group_key]:
                 raise NotFound(f"{user!r} is not a member of {group!r}")
             self._members[group_key].discard(user_key)
+            self._record_audit(audit)
 
-    def set_password_hash(self, name: str, password_hash: str) -> None:
+    def set_password_hash(
+        self, name: str, password_hash: str, audit: AuditEvent | None = None
+    ) -> None:
         with self._lock:
             key = self._user(name).name.lower()
             self.password_hashes[key] = password_hash
+            self._record_audit(audit)
+
+    def set_disabled(self, name: str, disabled: bool, audit: AuditEvent | None = None) -> None:
+        with self._lock:
+            key = self._user(name).name.lower()
+            if disabled:
+                self.disabled.add(key)
+            else:
+                self.disabled.discard(key)
+            self._record_audit(audit)
 
     def _forget_account(self, key: str) -> None:
         """What deleting an account takes with it: memberships and tokens."""
@@ -258,10 +292,152 @@ class InMemoryDirectory:
         for token_key, token in list(self._tokens.items()):
             if token.account_name.lower() == key:
                 del self._tokens[token_key]
+        self._grants = [g for g in self._grants if g[2] != key]
 
     def _record_audit(self, event: AuditEvent | None) -> None:
         if event is not None:
             self.audit.append(event)
+            self.audit_times.append(self._clock())
+
+    # AuditReader -------------------------------------------------------------
+
+    def list_audit(
+        self, *, since: datetime | None = None, limit: int = 1000
+    ) -> list[tuple[datetime, AuditEvent]]:
+        with self._lock:
+            events = [
+                (at, event)
+                for at, event in zip(self.audit_times, self.audit, strict=True)
+                if since is None or at >= since
+            ]
+        return events[-limit:] if limit > 0 else []
+
+    # PermissionStore ---------------------------------------------------------
+
+    def _grant_record(
+        self, row: tuple[int, Permission, str | None, str | None, str | None, datetime]
+    ) -> GrantRecord:
+        grant_id, permission, account, group, scope, created = row
+        return GrantRecord(
+            id=grant_id,
+            permission=permission,
+            account_name=None if account is None else self._account_name(account),
+            group_name=None if group is None else self._groups[group].name,
+            scope_group=None if scope is None else self._groups[scope].name,
+            created=created,
+        )
+
+    def _grant_keys(
+        self,
+        permission: Permission | str,
+        account: str | None,
+        group: str | None,
+        scope_group: str | None,
+        *,
+        shape: bool = True,
+    ) -> tuple[Permission, str | None, str | None, str | None]:
+        """The same rules, in the same order, as ``ldapsrv.store.permissions``
+        (a revoke checks names and the subject, not the shape)."""
+        try:
+            perm = Permission(permission)
+        except ValueError:
+            raise InvalidValue(f"unknown permission {permission!r}") from None
+        if (account is None) == (group is None):
+            raise InvalidValue("a grant goes to exactly one account or one group")
+        if shape and perm is Permission.SEARCH and scope_group is None:
+            raise InvalidValue("permission 'search' needs a scope group")
+        if shape and perm is Permission.SEARCH_FULL_DIRECTORY and scope_group is not None:
+            raise InvalidValue("permission 'search_full_directory' takes no scope group")
+        account_key = group_key = scope_key = None
+        if account is not None:
+            account_key = account.lower()
+            if account_key not in self._users and account_key not in self._machines:
+                raise NotFound(f'account "{account}" not found')
+        if group is not None:
+            group_key = self._group(group).name.lower()
+        if scope_group is not None:
+            scope_key = scope_group.lower()
+            if scope_key not in self._groups:
+                raise NotFound(f'scope group "{scope_group}" not found')
+        return perm, account_key, group_key, scope_key
+
+    def grant(
+        self,
+        permission: Permission,
+        *,
+        account: str | None = None,
+        group: str | None = None,
+        scope_group: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> GrantRecord:
+        with self._lock:
+            keys = self._grant_keys(permission, account, group, scope_group)
+            machine = self._machines.get(keys[1] or "")
+            if machine is not None and machine.kind is AccountKind.INTERNAL_SERVICE_ACCOUNT:
+                raise InvalidValue(
+                    f'"{machine.name}" is an internal service account: it cannot receive a '
+                    "grant directly; grant it to a group the account is in"
+                )
+            if any(row[1:5] == keys for row in self._grants):
+                raise AlreadyExists(f"grant {keys[0].value} already exists")
+            row = (self._new_id(), *keys, self._clock())
+            self._grants.append(row)
+            self._record_audit(audit)
+            return self._grant_record(row)
+
+    def revoke(
+        self,
+        permission: Permission,
+        *,
+        account: str | None = None,
+        group: str | None = None,
+        scope_group: str | None = None,
+        audit: AuditEvent | None = None,
+    ) -> None:
+        with self._lock:
+            keys = self._grant_keys(permission, account, group, scope_group, shape=False)
+            kept = [row for row in self._grants if row[1:5] != keys]
+            if len(kept) == len(self._grants):
+                raise NotFound(f"there is no grant {keys[0].value} like that")
+            self._grants = kept
+            self._record_audit(audit)
+
+    def list_grants(
+        self, *, account: str | None = None, group: str | None = None
+    ) -> list[GrantRecord]:
+        with self._lock:
+            rows = self._grants
+            if account is not None:
+                key = account.lower()
+                if key not in self._users and key not in self._machines:
+                    raise NotFound(f'account "{account}" not found')
+                rows = [r for r in rows if r[2] == key]
+            if group is not None:
+                key = self._group(group).name.lower()
+                rows = [r for r in rows if r[3] == key]
+            return [self._grant_record(r) for r in rows]
+
+    def effective_permissions(self, account_name: str) -> EffectivePermissions:
+        with self._lock:
+            key = account_name.lower()
+            own = {g for g, members in self._members.items() if key in members}
+            held = [r for r in self._grants if r[2] == key or r[3] in own]
+            return EffectivePermissions(
+                full_directory=any(r[1] is Permission.SEARCH_FULL_DIRECTORY for r in held),
+                search_scopes=frozenset(
+                    r[4] for r in held if r[1] is Permission.SEARCH and r[4] is not None
+                ),
+                reset_password_everyone=any(
+                    r[1] is Permission.RESET_PASSWORD and r[4] is None for r in held
+                ),
+                reset_password_scopes=frozenset(
+                    r[4] for r in held if r[1] is Permission.RESET_PASSWORD and r[4] is not None
+                ),
+            )
+
+    def is_member(self, group_name: str, account_name: str) -> bool:
+        with self._lock:
+            return account_name.lower() in self._members.get(group_name.lower(), set())
 
     # ServiceAccountStore -----------------------------------------------------
 
@@ -504,6 +680,8 @@ def in_memory_context(
         config=config,
         tokens=store,
         service_accounts=store,
+        permissions=extra.pop("permissions", store),
+        audit_log=extra.pop("audit_log", store),
         **extra,
     )
 
