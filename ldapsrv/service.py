@@ -177,6 +177,8 @@ def make_service(config: Config, reactor: Any) -> Built:
         vault=vault,  # always: the health token keeps an encrypted copy
         clock=utcnow,
         tokens_changed=rotation.tokens_changed,
+        permissions=directory,
+        audit_log=directory,
     )
     control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin
