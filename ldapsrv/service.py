@@ -117,6 +117,11 @@ def make_service(config: Config, reactor: Any) -> Built:
         utcnow,
         hook,
     )
+    throttle = (
+        BindThrottle(directory, throttle_policy(config), utcnow)
+        if config.throttle_enabled
+        else None
+    )
     schema = load_schema()
     dit = Dit(config.base_dn)
     options = tls_options(config)
@@ -141,9 +146,7 @@ def make_service(config: Config, reactor: Any) -> Built:
             clock=utcnow,
             permissions=directory,
             audit=directory,
-            throttle=BindThrottle(directory, throttle_policy(config), utcnow)
-            if config.throttle_enabled
-            else None,
+            throttle=throttle,
         ),
         tls_options=options,
         run_blocking=blocking.run,
@@ -179,6 +182,8 @@ def make_service(config: Config, reactor: Any) -> Built:
         tokens_changed=rotation.tokens_changed,
         permissions=directory,
         audit_log=directory,
+        throttle=throttle,
+        started_at=utcnow(),
     )
     control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin

@@ -35,7 +35,7 @@ from ldapsrv.admin.errors import AdminError
 from ldapsrv.config import ConfigError, load_config
 
 ADMIN_GROUPS = frozenset(
-    {"user", "group", "service-account", "token", "permission", "audit", "health"}
+    {"user", "group", "service-account", "token", "permission", "audit", "status", "health"}
 )
 """Top-level sub-commands this module owns."""
 
@@ -295,6 +295,31 @@ def _show_audit(result: Any, ns: argparse.Namespace) -> str:
     ]
     use_text = format_table(uses, use_columns) if uses else "no tokens"
     return f"{text}\n\ntoken use:\n{use_text}"
+
+
+def _show_status(result: Any, ns: argparse.Namespace) -> str:
+    lines = [
+        f"version:    ldapsrv {result['version']}",
+        f"started:    {result['started']} (up {result['uptime_seconds']} s)",
+        f"listening:  {' '.join(result['listeners']) or 'nothing'}",
+        f"base DN:    {result['base_dn']}",
+        f"database:   {result['database']}",
+        f"throttling: {result['throttling']}",
+    ]
+    throttled = [
+        {**t, "locked_until": t["locked_until"] or "-", "delay": f"{t['delay_seconds']:g} s"}
+        for t in result["throttled"]
+    ]
+    columns = [
+        ("KIND", "kind"),
+        ("SUBJECT", "subject"),
+        ("FAILURES", "failures"),
+        ("LAST FAILURE", "last_failure"),
+        ("LOCKED UNTIL", "locked_until"),
+        ("DELAY", "delay"),
+    ]
+    table = format_table(throttled, columns) if throttled else "nothing is throttled"
+    return "\n".join(lines) + "\n\nfailed binds:\n" + table
 
 
 def _said(template: str) -> Callable[[Any, argparse.Namespace], str]:
@@ -689,6 +714,10 @@ _COMMANDS: tuple[CliCommand, ...] = (
     CliCommand(
         "audit", "", "audit.list", "show the audit trail and each token's last use",
         configure=_configure_audit, build_args=_audit_args, render=_show_audit,
+    ),
+    CliCommand(
+        "status", "", "server.status", "show version, listeners and the failed-bind throttle",
+        configure=_positional(), build_args=_no_args, render=_show_status,
     ),
 )  # fmt: skip
 

@@ -13,6 +13,7 @@ from ldapsrv.admin import (
     commands_health,
     commands_permissions,
     commands_service_accounts,
+    commands_status,
     commands_tokens,
 )
 from ldapsrv.admin.context import AdminContext, Caller
@@ -33,4 +34,5 @@ def build_registry() -> CommandRegistry:
     commands_health.register(registry)
     commands_permissions.register(registry)
     commands_audit.register(registry)
+    commands_status.register(registry)
     return registry

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ldapsrv.admin.ports import AuditReader, BlockingRunner, DirectoryPort, TokenRotator
 from ldapsrv.auth.ports import PermissionStore, ServiceAccountStore, TokenStore
+from ldapsrv.auth.throttle import BindThrottle
 from ldapsrv.config import Config
 
 if TYPE_CHECKING:  # the vault pulls in cryptography; handlers import it where they use it
@@ -58,6 +59,7 @@ class AdminContext:
     - ``clock``: "now" for expiries, injectable so tests can pin it.
     - ``tokens_changed``: called after a command gave a token a new expiry, so
       the rotation job can wake at that expiry rather than at its next check.
+    - ``throttle`` / ``started_at``: for ``server.status``.
     - ``permissions`` / ``audit_log``: the store again (grants, and reading the
       audit trail). Optional so a server built before access control still
       starts; the ``permission.*`` and ``audit.list`` commands then answer
@@ -75,3 +77,5 @@ class AdminContext:
     tokens_changed: Callable[[], None] = field(default=lambda: None)
     permissions: PermissionStore | None = None
     audit_log: AuditReader | None = None
+    throttle: BindThrottle | None = None
+    started_at: datetime | None = None
