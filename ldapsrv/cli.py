@@ -96,7 +96,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    twisted_level = LogLevel.levelWithName("warn" if level == "warning" else level)
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=twisted_level)
     text: Any = textFileLogObserver(sys.stderr)
     observer: Any = FilteringLogObserver(text, [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)

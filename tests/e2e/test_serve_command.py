@@ -6,6 +6,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,34 @@ def test_ldapsrv_help_lists_every_command(tmp_path: Path) -> None:
 
 def test_ldapsrv_command_is_installed() -> None:
     assert shutil.which("ldapsrv", path=str(Path(sys.executable).parent)) is not None
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error"])
+def test_every_documented_log_level_starts_the_server(tmp_path: Path, level: str) -> None:
+    data = tmp_path / "data"
+    assert run("db", "upgrade", "--data-dir", str(data), cwd=tmp_path).returncode == 0
+    config = tmp_path / "ldapsrv.toml"
+    config.write_text(f'[logging]\nlevel = "{level}"\n')
+    process = subprocess.Popen(
+        [*LDAPSRV, "serve", "--config", str(config), *serve_args(data)[1:]],
+        cwd=tmp_path,
+        env=hermetic_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (data / "c.sock").exists():
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert (data / "c.sock").exists()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
