@@ -48,8 +48,8 @@ class Viewer:
         """The predicate limited to what this viewer may see (part of the SQL)."""
         if not self.may_read_directory:
             return p.FALSE
-        if self.account_name is None:
-            return predicate  # anonymous_read: the whole directory
+        if self.account_name is None or predicate == p.FALSE:
+            return predicate  # anonymous_read: the whole directory; or nothing to see
         return p.AllOf(
             (with_visibility(predicate, self.account_name), p.VisibleTo(self.account_name))
         )

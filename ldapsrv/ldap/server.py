@@ -133,6 +133,11 @@ class LDAPConnection(protocol.Protocol):
         return self.transport
 
     def connectionMade(self) -> None:
+        # Responses are several small writes (entries, then done): without
+        # TCP_NODELAY, Nagle holds the last one until the client's delayed ACK,
+        # ~40 ms per operation on Linux.
+        if hasattr(self._tx, "setTcpNoDelay"):
+            self._tx.setTcpNoDelay(True)
         peer = self._tx.getPeer()
         host = getattr(peer, "host", None)
         self.peer_host = host
