@@ -35,6 +35,8 @@ STDERR_LOG = "ldapsrv.stderr"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 60.0
+#: The group the README has admins create for directory readers (SSSD, NAS).
+READERS_GROUP = "ldap-readers"
 #: Keeps bcrypt cheap: the tests bind thousands of times.
 TEST_BCRYPT_COST = 4
 
@@ -408,6 +410,38 @@ class LdapServer:
         for member in members:
             self.ctl("group", "add-member", name, member)
 
+    # -- access control
+    def grant(
+        self,
+        permission: str,
+        *,
+        user: str | None = None,
+        group: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        """``permission grant PERMISSION (--user NAME | --group NAME) [--scope GROUP]``."""
+        self.ctl("permission", "grant", permission, *_grant_subject(user, group, scope))
+
+    def revoke(
+        self,
+        permission: str,
+        *,
+        user: str | None = None,
+        group: str | None = None,
+        scope: str | None = None,
+    ) -> None:
+        """``permission revoke`` with the arguments of ``grant``."""
+        self.ctl("permission", "revoke", permission, *_grant_subject(user, group, scope))
+
+    def add_full_directory_reader(self, account: str, group: str = READERS_GROUP) -> None:
+        """What the README tells admins to do for SSSD or a NAS: a group holding
+        ``search_full_directory`` (created and granted on first use), ``account`` in it."""
+        groups = {g["name"] for g in self.ctl_json("group", "list")["groups"]}
+        if group not in groups:
+            self.add_group(group)
+            self.grant("search_full_directory", group=group)
+        self.ctl("group", "add-member", group, account)
+
     # -- service accounts and tokens (the answers of ``--json``)
     def create_service_account(self, name: str, *options: str) -> dict[str, Any]:
         """``service-account create NAME OPTIONS --json``: name, dn, token, token_identifier,
@@ -429,6 +463,15 @@ class LdapServer:
         stop_process(self.process)
         if self.control_socket.parent.name.startswith("ldapsrv-test-"):
             shutil.rmtree(self.control_socket.parent, ignore_errors=True)
+
+
+def _grant_subject(user: str | None, group: str | None, scope: str | None) -> list[str]:
+    if (user is None) == (group is None):
+        raise ValueError("a grant names exactly one of user= or group=")
+    args = ["--user", user] if user is not None else ["--group", str(group)]
+    if scope is not None:
+        args += ["--scope", scope]
+    return args
 
 
 def _run_checked(argv: Sequence[str], what: str, cwd: Path) -> None:

@@ -44,8 +44,10 @@ def _ldap_utils() -> None:
 
 @pytest.fixture(scope="module")
 def server(ldap_server: LdapServer) -> LdapServer:
-    """The module's server with alice, bob, carol, developers and ops."""
+    """The module's server with alice, bob, carol, developers and ops; alice (whom
+    most tests bind as) reads the whole directory through a direct grant."""
     populate(ldap_server)
+    ldap_server.grant("search_full_directory", user="alice")
     return ldap_server
 
 

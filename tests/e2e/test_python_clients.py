@@ -23,6 +23,9 @@ TIMEOUT = 10
 @pytest.fixture(scope="module")
 def server(ldap_server: LdapServer) -> LdapServer:
     populate(ldap_server)
+    # alice, whom the tests bind as, reads the directory like an application would
+    # after an admin followed the README: through a group holding the grant.
+    ldap_server.add_full_directory_reader("alice")
     add_users_concurrently(ldap_server, [f"{PAGED_PREFIX}{i:03d}" for i in range(PAGED_USERS)])
     return ldap_server
 

@@ -72,6 +72,8 @@ def server(sssd_ready: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         try:
             populate(server)
             server.add_user(READER, READER_PASSWORD)
+            # What the README tells admins: SSSD's bind account must see everyone.
+            server.add_full_directory_reader(READER)
             yield server
         finally:
             server.stop()

@@ -70,6 +70,8 @@ def server(pam: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LdapS
 @pytest.fixture(scope="module")
 def token(server: LdapServer) -> Credentials:
     created = server.create_service_account(SERVICE_ACCOUNT)
+    # What the README tells admins: SSSD's bind account must see everyone.
+    server.add_full_directory_reader(SERVICE_ACCOUNT)
     return Credentials(str(created["dn"]), str(created["token"]))
 
 
@@ -118,6 +120,8 @@ def test_sssd_with_a_deleted_token_resolves_nobody(
     """The negative control, run before any host below: their lookups work because
     of the token's bind, not despite it."""
     created = server.create_service_account("sssd-revoked")
+    # Granted like the working account, so only the deleted token can explain a miss.
+    server.add_full_directory_reader("sssd-revoked")
     revoked = Credentials(str(created["dn"]), str(created["token"]))
     server.ctl("token", "delete", str(created["token_identifier"]))
     assert whoami(server, revoked) is None
