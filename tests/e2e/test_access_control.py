@@ -521,6 +521,54 @@ def test_compare_answers_no_such_object_for_hidden_entries_and_false_for_hidden_
         assert code == expected, described
 
 
+# ------------------------------------------------- NAS profiles, as the README sets them up
+
+
+@pytest.mark.parametrize(
+    ("account", "people", "groups"),
+    [
+        # in ldap-readers (search_full_directory): a NAS that knows everyone
+        ("sa-full", set(PEOPLE), {*GROUPS, DEFAULT_GROUP, READERS_GROUP}),
+        # search scoped to nas-users: a NAS that knows one group
+        ("sa-scoped", {"alice"}, {"nas-users"}),
+    ],
+    ids=["full-directory-through-ldap-readers", "scoped-to-nas-users"],
+)
+def test_a_nas_bound_as_its_service_account_lists_the_users_and_groups_its_grant_allows(
+    directory: Directory, account: str, people: set[str], groups: set[str]
+) -> None:
+    server = directory.server
+    creds = directory.credentials[account]
+    users = ldapsearch(
+        server,
+        f"ou=users,{server.base_dn}",
+        "(&(objectClass=posixAccount)(uid=*))",
+        ["uid", "uidNumber", "gidNumber"],
+        bind=creds,
+        start_tls=True,
+        options=["-E", "pr=500/noprompt"],
+    )
+    assert users.result.returncode == SUCCESS, users.result.describe()
+    assert {e.get("uid")[0] for e in users.output.entries} == people
+    assert all(e.get("uidnumber") and e.get("gidnumber") for e in users.output.entries)
+
+    found = ldapsearch(
+        server,
+        f"ou=groups,{server.base_dn}",
+        "(objectClass=posixGroup)",
+        ["cn", "gidNumber", "memberUid"],
+        bind=creds,
+        url=server.ldaps_url,
+        options=["-E", "pr=500/noprompt"],
+    )
+    assert found.result.returncode == SUCCESS, found.result.describe()
+    listed = {e.get("cn")[0]: set(e.get("memberuid")) for e in found.output.entries}
+    assert set(listed) == groups
+    for group, members in listed.items():
+        names = {dn.split(",", 1)[0].removeprefix("cn=") for dn in directory.members(group)}
+        assert members == names & (people | {account}), group
+
+
 # ---------------------------------------------------- grants change the next search
 
 
@@ -793,3 +841,22 @@ def test_with_tls_required_for_searches_a_plain_search_answers_13_but_the_root_d
         tls = ldapsearch(server, server.base_dn, "(uid=nina)", ["uid"], bind=nina, start_tls=True)
         assert tls.result.returncode == SUCCESS, tls.result.describe()
         assert [dn.lower() for dn in tls.dns] == [nina.dn.lower()]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: Compare is not held to require_tls_for_searches (answers compareTrue "
+    "over plain LDAP where a search answers confidentialityRequired)",
+)
+def test_with_tls_required_for_searches_a_plain_compare_answers_13(tmp_path: Path) -> None:
+    settings = {"security": {"require_tls_for_searches": "always"}}
+    with serving("sqlite", tmp_path, settings=settings) as server:
+        server.add_user("olga", password_of("olga"))
+        olga = Credentials(server.user_dn("olga"), password_of("olga"))
+        conn = connect(server)
+        try:
+            conn.simple_bind_s(olga.dn, olga.password)
+            with pytest.raises(ldap.CONFIDENTIALITY_REQUIRED):
+                conn.compare_s(olga.dn, "uid", b"olga")
+        finally:
+            conn.unbind_s()
