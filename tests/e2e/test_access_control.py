@@ -792,6 +792,28 @@ def test_lock_attributes_of_a_disabled_person_are_shown_to_full_directory_search
     assert whoami(server, lab.person("liam")) == dn.lower()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="server bug: filters on pwdAccountLockedTime/nsAccountLock never match, although "
+    "full-directory searchers are shown both attributes on a disabled person's entry",
+)
+def test_a_full_directory_searcher_finds_disabled_people_by_their_lock_attributes(
+    lab: Lab,
+) -> None:
+    server = lab.server
+    full = lab.service_account("sa-lock-filter")
+    server.add_full_directory_reader("sa-lock-filter", group="lock-filter-readers")
+    server.add_user("mike", password_of("mike"))
+    server.ctl("user", "disable", "mike")
+    try:
+        with bound(server, full) as conn:
+            for filter_ in ("(nsAccountLock=TRUE)", "(pwdAccountLockedTime=*)"):
+                found = search(conn, f"ou=users,{server.base_dn}", "one", filter_)
+                assert found.dns == {server.user_dn("mike").lower()}, filter_
+    finally:
+        server.ctl("user", "enable", "mike")
+
+
 # ---------------------------------------------------------------- TLS requirements
 
 
