@@ -559,6 +559,9 @@ class LDAPConnection(protocol.Protocol):
             if not op.abandoned:
                 self._write(codec.encode_compare_response(mid, LDAPResult(code, text, matched)))
 
+        if self._tls_required(self.ctx.settings.require_tls_for_searches):
+            answer(rc.CONFIDENTIALITY_REQUIRED, "reads need TLS: use StartTLS or LDAPS")
+            return
         if self.ctx.schema.lookup(request.attr) is None:
             answer(rc.UNDEFINED_ATTRIBUTE_TYPE, f"unknown attribute {request.attr}")
             return

@@ -865,11 +865,6 @@ def test_with_tls_required_for_searches_a_plain_search_answers_13_but_the_root_d
         assert [dn.lower() for dn in tls.dns] == [nina.dn.lower()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: Compare is not held to require_tls_for_searches (answers compareTrue "
-    "over plain LDAP where a search answers confidentialityRequired)",
-)
 def test_with_tls_required_for_searches_a_plain_compare_answers_13(tmp_path: Path) -> None:
     settings = {"security": {"require_tls_for_searches": "always"}}
     with serving("sqlite", tmp_path, settings=settings) as server:
