@@ -198,7 +198,6 @@ class PasswordAuthenticator:
         name. Raises NotPermitted, NotFound (only to holders of an unscoped grant),
         ServiceAccountHasNoPassword or PasswordRejected.
         """
-        check_password_rules(new)
         credentials = self.reader.get_credentials(target)
         granted = (
             self.permissions.effective_permissions(actor)
@@ -223,6 +222,7 @@ class PasswordAuthenticator:
             raise ServiceAccountHasNoPassword(
                 f"{credentials.name} is a service account: it has no password"
             )
+        check_password_rules(new)  # after the permission: no hints for the unpermitted
         self.reader.set_password_hash(credentials.name, hash_password(new, self.cost))
         self._audit(actor, "user.reset_password", credentials.name)
         return credentials.name

@@ -103,6 +103,19 @@ def format_generalized_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
 
 
+# The attributes a disabled person's entry carries, and the value each has.
+LOCK_ATTRIBUTES = {"pwdAccountLockedTime": "000001010000z", "nsAccountLock": "true"}
+
+
+def _lock_assertion(kind: Kind, name: str, op: str, value: bytes) -> p.Predicate:
+    """Equality with the lock value matches disabled people; anything else matches
+    nothing (enabled people have no lock attribute at all)."""
+    text = _text(value)
+    if kind is not Kind.USER or op != "eq" or text is None:
+        return p.FALSE
+    return p.Disabled() if text.strip().lower() == LOCK_ATTRIBUTES[name] else p.FALSE
+
+
 def _valid_for_syntax(at: AttributeType, value: bytes) -> bool:
     if at.syntax is Syntax.INTEGER:
         return parse_integer(value) is not None
@@ -182,6 +195,8 @@ class FilterResolver:
             return p.HasAnyMember()
         if kind.in_users and name == "memberOf":
             return p.InAnyGroup()
+        if name in LOCK_ATTRIBUTES:
+            return p.Disabled() if kind is Kind.USER else p.FALSE
         return p.FALSE
 
     def _assertion(
@@ -194,6 +209,8 @@ class FilterResolver:
         field = self.fields(kind).get(name)
         if field is not None:
             return self._field(field, at, op, value, case_exact)
+        if name in LOCK_ATTRIBUTES:
+            return _lock_assertion(kind, name, op, value)
         if not _valid_for_syntax(at, value):
             return p.UNDEFINED  # an invalid assertion is Undefined for every entry
         if op != "eq":

@@ -129,6 +129,13 @@ class InAnyGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class Disabled:
+    """People: the account is disabled (the lock attributes pwdAccountLockedTime
+    and nsAccountLock are present). State that only full-directory searchers may
+    see: for anyone else ``visibility`` turns it into FALSE, as if absent."""
+
+
+@dataclass(frozen=True, slots=True)
 class VisibleTo:
     """The row may be seen by the account ``viewer`` (access control, issue 4):
 
@@ -157,6 +164,7 @@ Predicate = (
     | HasMember
     | HasAnyMember
     | InAnyGroup
+    | Disabled
     | VisibleTo
 )
 

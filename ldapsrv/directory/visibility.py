@@ -50,9 +50,8 @@ class Viewer:
             return p.FALSE
         if self.account_name is None or predicate == p.FALSE:
             return predicate  # anonymous_read: the whole directory; or nothing to see
-        return p.AllOf(
-            (with_visibility(predicate, self.account_name), p.VisibleTo(self.account_name))
-        )
+        restricted = with_visibility(predicate, self.account_name, self.sees_state)
+        return p.AllOf((restricted, p.VisibleTo(self.account_name)))
 
     @property
     def visible_to(self) -> str | None:
@@ -60,16 +59,19 @@ class Viewer:
         return self.account_name
 
 
-def with_visibility(pred: p.Predicate, viewer: str) -> p.Predicate:
+def with_visibility(pred: p.Predicate, viewer: str, sees_state: bool) -> p.Predicate:
     """Make every membership test count only counterparts ``viewer`` may see, so a
-    filter like ``(member=cn=hidden,...)`` cannot reveal a hidden member."""
+    filter like ``(member=cn=hidden,...)`` cannot reveal a hidden member; and make
+    state tests FALSE (the attribute absent) for a viewer not shown state."""
     match pred:
         case p.AllOf(items):
-            return p.AllOf(tuple(with_visibility(i, viewer) for i in items))
+            return p.AllOf(tuple(with_visibility(i, viewer, sees_state) for i in items))
         case p.AnyOf(items):
-            return p.AnyOf(tuple(with_visibility(i, viewer) for i in items))
+            return p.AnyOf(tuple(with_visibility(i, viewer, sees_state) for i in items))
         case p.Negation(item):
-            return p.Negation(with_visibility(item, viewer))
+            return p.Negation(with_visibility(item, viewer, sees_state))
         case p.InGroup() | p.HasMember() | p.HasAnyMember() | p.InAnyGroup():
             return replace(pred, visible_to=viewer)
+        case p.Disabled():
+            return pred if sees_state else p.FALSE
     return pred

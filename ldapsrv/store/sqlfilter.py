@@ -64,6 +64,7 @@ from ldapsrv.directory.predicates import (
     AllOf,
     AnyOf,
     Const,
+    Disabled,
     FieldCompare,
     FieldEquals,
     FieldPresent,
@@ -343,6 +344,10 @@ class _Compiler:
                 if self.target != "groups":
                     return _ABSENT
                 return self._exists_membership(viewer=viewer)
+            case Disabled():
+                if self.target != "users":
+                    return _ABSENT
+                return (accounts.c.disabled == true(), accounts.c.disabled == false())
             case VisibleTo(viewer=viewer):
                 if self.target == "groups":
                     visible = visible_group(groups, viewer)

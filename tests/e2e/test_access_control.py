@@ -792,11 +792,6 @@ def test_lock_attributes_of_a_disabled_person_are_shown_to_full_directory_search
     assert whoami(server, lab.person("liam")) == dn.lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: filters on pwdAccountLockedTime/nsAccountLock never match, although "
-    "full-directory searchers are shown both attributes on a disabled person's entry",
-)
 def test_a_full_directory_searcher_finds_disabled_people_by_their_lock_attributes(
     lab: Lab,
 ) -> None:

@@ -114,6 +114,8 @@ def holds(
     match pred:
         case p.VisibleTo(viewer):
             return visible(viewer, record)
+        case p.Disabled():
+            return isinstance(record, UserRecord) and record.disabled
         case p.Const(value):
             return value
         case p.AllOf(items):

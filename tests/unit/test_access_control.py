@@ -278,3 +278,22 @@ def test_failed_binds_are_delayed_then_locked_out_while_a_clean_address_still_bi
     assert attacker.bind(ALICE_DN, b"alice-pw") == 49
     # ...but alice's own host, which has not been failing, still gets in
     assert _client_from(ctx, "192.0.2.10").bind(ALICE_DN, b"alice-pw") == 0
+
+
+def test_filters_on_lock_attributes_find_disabled_people_for_full_searchers_only() -> None:
+    directory = make_directory()
+    _disable(directory, "bob")
+    permissions = FakePermissions(directory, {"alice": EffectivePermissions(full_directory=True)})
+    ctx = context(directory, permissions)
+    alice = Client(ctx)
+    assert alice.bind(ALICE_DN, b"alice-pw") == 0
+    for flt in ("(nsAccountLock=TRUE)", "(pwdAccountLockedTime=*)", "(nsaccountlock=true)"):
+        entries, _, _ = alice.search(USERS, flt)
+        assert dns(entries) == [BOB_DN], flt
+    enabled, _, _ = alice.search(USERS, "(&(uid=alice)(!(nsAccountLock=TRUE)))")
+    assert dns(enabled) == [ALICE_DN]
+    directory.password_hashes["user03"] = directory.password_hashes["alice"]
+    user3 = Client(ctx)
+    assert user3.bind(f"cn=user03,{USERS}", b"alice-pw") == 0
+    hidden, done, _ = user3.search(USERS, "(pwdAccountLockedTime=*)")
+    assert (hidden, done.resultCode) == ([], 0)
