@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.records import AccountKind
 from ldapsrv.errors import AlreadyExists, InvalidValue, RangeExhausted
-from ldapsrv.store.models import accounts, groups, id_allocators
-from ldapsrv.store.sqlfilter import storable
+from ldapsrv.store.models import accounts, groups, id_allocators, memberships
+from ldapsrv.store.sqlfilter import storable, visible_group
 
 MAX_ID_NUMBER = 2**31 - 1
 """uid/gid numbers are signed 32-bit INTEGER columns on every backend."""
@@ -105,6 +105,21 @@ def related_names(
         for owner, name in rows:
             found[owner].append(name)
     return {owner: tuple(names) for owner, names in found.items()}
+
+
+def account_group_names(
+    conn: Connection, rows: Iterable[Any], visible_to: str | None
+) -> dict[int, tuple[str, ...]]:
+    """The groups of each account row (people and service accounts alike), trimmed
+    to the groups ``visible_to`` may see when set: one query per page."""
+    return related_names(
+        conn,
+        [row.id for row in rows],
+        key=memberships.c.account_id,
+        other_key=memberships.c.group_id,
+        other=groups,
+        only=None if visible_to is None else visible_group(groups, visible_to),
+    )
 
 
 class StoreBase:

@@ -58,6 +58,7 @@ from ldapsrv.store.base import (
     MAX_ID_NUMBER,
     IdKind,
     StoreBase,
+    account_group_names,
     check_text,
     name_key,
     related_names,
@@ -66,7 +67,7 @@ from ldapsrv.store.engine import run
 from ldapsrv.store.models import accounts, groups, memberships, utcnow
 from ldapsrv.store.permissions import Permissions
 from ldapsrv.store.service_accounts import ServiceAccounts
-from ldapsrv.store.sqlfilter import compile_condition, visible_account, visible_group
+from ldapsrv.store.sqlfilter import compile_condition, visible_account
 from ldapsrv.store.throttle import BindFailures
 from ldapsrv.store.tokens import Tokens
 
@@ -567,14 +568,7 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
     def _user_records(
         self, conn: Connection, rows: Sequence[Any], visible_to: str | None = None
     ) -> list[UserRecord]:
-        names = related_names(
-            conn,
-            [row.id for row in rows],
-            key=memberships.c.account_id,
-            other_key=memberships.c.group_id,
-            other=groups,
-            only=None if visible_to is None else visible_group(groups, visible_to),
-        )
+        names = account_group_names(conn, rows, visible_to)
         return [
             UserRecord(
                 id=row.id,

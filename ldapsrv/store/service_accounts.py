@@ -27,10 +27,10 @@ from ldapsrv.directory.predicates import TRUE, Predicate
 from ldapsrv.directory.records import AccountKind, AuditEvent, ServiceAccountRecord, TokenRecord
 from ldapsrv.errors import AlreadyExists, InvalidValue, NotFound
 from ldapsrv.store.audit import encode_details
-from ldapsrv.store.base import check_text, name_key, related_names
+from ldapsrv.store.base import account_group_names, check_text, name_key
 from ldapsrv.store.engine import run
-from ldapsrv.store.models import accounts, groups, memberships
-from ldapsrv.store.sqlfilter import compile_condition, visible_group
+from ldapsrv.store.models import accounts, memberships
+from ldapsrv.store.sqlfilter import compile_condition
 from ldapsrv.store.tokens import Tokens, check_new_token
 
 MACHINE_KINDS = (AccountKind.SERVICE_ACCOUNT.value, AccountKind.INTERNAL_SERVICE_ACCOUNT.value)
@@ -49,14 +49,7 @@ _SERVICE_COLUMNS = (
 def _service_records(
     conn: Connection, rows: Sequence[Any], visible_to: str | None = None
 ) -> list[ServiceAccountRecord]:
-    names = related_names(
-        conn,
-        [row.id for row in rows],
-        key=memberships.c.account_id,
-        other_key=memberships.c.group_id,
-        other=groups,
-        only=None if visible_to is None else visible_group(groups, visible_to),
-    )
+    names = account_group_names(conn, rows, visible_to)
     return [
         ServiceAccountRecord(
             id=row.id,
