@@ -15,6 +15,7 @@ BASE_DN        ?= dc=example,dc=org
 DATABASE       ?=
 CONTROL_SOCKET ?= $(DATA_DIR)/control.sock
 # CONFIG=path/to/ldapsrv.toml runs with that file instead of the defaults above.
+# SAMPLE=1 adds sample people and groups first (their passwords are printed once).
 CONFIG         ?=
 
 DATABASE_ARG := $(if $(strip $(DATABASE)),--database '$(DATABASE)')
@@ -46,6 +47,7 @@ venv: $(VENV)/.stamp-test
 run: $(VENV)/.stamp-run
 	install -d -m 0700 $(DATA_DIR)
 	$(BIN)/ldapsrv db upgrade $(UPGRADE_ARGS)
+	if [ -n "$(SAMPLE)" ]; then $(BIN)/ldapsrv db sample $(UPGRADE_ARGS); fi
 	exec $(BIN)/ldapsrv serve $(SERVE_ARGS)
 
 lint: $(VENV)/.stamp-test

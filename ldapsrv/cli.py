@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(upgrade)
     upgrade.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
     upgrade.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
+    sample = db_commands.add_parser(
+        "sample", help="add sample people and groups (prints their passwords once)"
+    )
+    _config_args(sample)
+    sample.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
+    sample.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
     status = db_commands.add_parser("status", help="show the schema revision")
     _config_args(status)
     status.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
@@ -148,6 +154,8 @@ def _db(args: argparse.Namespace, config: Config) -> int:
             print(f"database schema is at revision {revision}")
             return 0
         engine = make_engine(config.database_url)
+        if args.db_command == "sample":
+            return _sample(config, engine)
         current = current_revision(engine)
         head = head_revision()
         print(f"database schema revision: {current or 'none (empty database)'}")
@@ -156,6 +164,29 @@ def _db(args: argparse.Namespace, config: Config) -> int:
     except StoreUnavailable as exc:
         print(f"ldapsrv: error: cannot reach the database: {exc}", file=sys.stderr)
         return 1
+
+
+def _sample(config: Config, engine: Any) -> int:
+    from ldapsrv.errors import SchemaOutdated
+    from ldapsrv.sample import load_sample
+    from ldapsrv.store.directory import SqlDirectory
+    from ldapsrv.store.schema_version import check_schema
+
+    try:
+        check_schema(engine)
+    except SchemaOutdated as exc:
+        print(f"ldapsrv: error: {exc}", file=sys.stderr)
+        return 1
+    directory = SqlDirectory(
+        engine,
+        uid_range=config.uid_range,
+        gid_range=config.gid_range,
+        default_primary_group=config.default_primary_group,
+        home_template=config.home_template,
+        default_shell=config.default_shell,
+    )
+    load_sample(directory, config.bcrypt_cost, print)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -137,3 +137,47 @@ def test_every_documented_log_level_starts_the_server(tmp_path: Path, level: str
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_sample_data_is_added_once_and_its_printed_passwords_bind(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("db", "upgrade", "--data-dir", str(data), cwd=tmp_path).returncode == 0
+    first = run("db", "sample", "--data-dir", str(data), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    passwords = dict(
+        line.removeprefix("person ").split(": password ")
+        for line in first.stdout.splitlines()
+        if ": password " in line
+    )
+    assert set(passwords) == {"alice", "bob", "carol"}
+    again = run("db", "sample", "--data-dir", str(data), cwd=tmp_path)
+    assert again.returncode == 0
+    assert ": password " not in again.stdout  # nothing re-created, no password re-shown
+    assert "alice: exists" in again.stdout
+    args = serve_args(data)
+    port = args[args.index("--listen") + 1]
+    process = subprocess.Popen(
+        [*LDAPSRV, *args],
+        cwd=tmp_path,
+        env=hermetic_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (data / "c.sock").exists():
+            time.sleep(0.1)
+        whoami = subprocess.run(
+            ["ldapwhoami", "-x", "-H", f"ldap://{port}", "-D",
+             "cn=alice,ou=users,dc=example,dc=org", "-w", passwords["alice"]],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert whoami.returncode == 0, whoami.stderr
+        assert whoami.stdout.strip() == "dn:cn=alice,ou=users,dc=example,dc=org"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
