@@ -66,7 +66,94 @@ class SyncBlocking:
             return fail()
 
 
-class InMemoryDirectory:
+class InMemoryTokenTable:
+    """The token rows of an in-memory ``TokenStore``: everything that needs only the
+    rows, a lock and an audit sink. ``InMemoryDirectory`` and the token unit tests'
+    fake both build on it, so the fakes agree with each other and with the store's
+    rules (compare-and-swap on ``generation``, expiry at the instant)."""
+
+    _tokens: dict[str, TokenRecord]  # identifier.lower() -> row
+    _lock: Any  # a threading.Lock or RLock
+
+    def _record_audit(self, event: AuditEvent | None) -> None:
+        raise NotImplementedError
+
+    def _token(self, identifier: str) -> TokenRecord:
+        try:
+            return self._tokens[identifier.lower()]
+        except KeyError:
+            raise NotFound(f"no token named {identifier!r}") from None
+
+    def get_token(self, identifier: str) -> TokenRecord:
+        with self._lock:
+            return self._token(identifier)
+
+    def find_token(self, lookup_id: str) -> TokenRecord | None:
+        with self._lock:
+            return next((t for t in self._tokens.values() if t.lookup_id == lookup_id), None)
+
+    def delete_token(self, identifier: str, audit: AuditEvent | None = None) -> None:
+        with self._lock:
+            del self._tokens[self._token(identifier).identifier.lower()]
+            self._record_audit(audit)
+
+    def replace_secret(
+        self,
+        identifier: str,
+        expected_generation: int,
+        secret: NewSecret,
+        audit: AuditEvent | None = None,
+    ) -> TokenRecord | None:
+        with self._lock:
+            row = self._token(identifier)
+            if row.generation != expected_generation:
+                return None
+            updated = replace(
+                row,
+                lookup_id=secret.lookup_id,
+                secret_hash=secret.secret_hash,
+                encrypted_value=secret.encrypted_value,
+                expires_at=secret.expires_at,
+                rotated_at=secret.rotated_at,
+                hook_pending=secret.hook_pending,
+                generation=row.generation + 1,
+            )
+            self._tokens[row.identifier.lower()] = updated
+            self._record_audit(audit)
+            return updated
+
+    def tokens_due(self, now: datetime, limit: int = 100) -> list[TokenRecord]:
+        with self._lock:
+            due = [
+                t
+                for t in self._tokens.values()
+                if t.expiring and t.expires_at is not None and t.expires_at <= now
+            ]
+            return sorted(due, key=lambda t: (t.expires_at or now, t.id))[:limit]
+
+    def next_expiry(self) -> datetime | None:
+        with self._lock:
+            times = [t.expires_at for t in self._tokens.values() if t.expiring and t.expires_at]
+            return min(times, default=None)
+
+    def tokens_with_pending_hook(self) -> list[TokenRecord]:
+        with self._lock:
+            return [t for t in self._tokens.values() if t.hook_pending]
+
+    def clear_hook_pending(self, identifier: str, generation: int) -> None:
+        with self._lock:
+            row = self._tokens.get(identifier.lower())
+            if row is not None and row.generation == generation:
+                self._tokens[identifier.lower()] = replace(row, hook_pending=False)
+
+    def record_token_use(self, lookup_id: str, at: datetime, address: str | None) -> None:
+        with self._lock:
+            for key, row in self._tokens.items():
+                if row.lookup_id == lookup_id:
+                    self._tokens[key] = replace(row, last_used_at=at, last_used_address=address)
+
+
+class InMemoryDirectory(InMemoryTokenTable):
     """A DirectoryPort, TokenStore, ServiceAccountStore, PermissionStore and
     AuditReader over dicts, thread-safe so it can sit behind a real thread pool."""
 
@@ -558,12 +645,6 @@ class InMemoryDirectory:
         self._tokens[spec.identifier.lower()] = record
         return record
 
-    def _token(self, identifier: str) -> TokenRecord:
-        try:
-            return self._tokens[identifier.lower()]
-        except KeyError:
-            raise NotFound(f"no token named {identifier!r}") from None
-
     def _account_kind(self, name: str) -> AccountKind:
         key = name.lower()
         if key in self._users:
@@ -581,14 +662,6 @@ class InMemoryDirectory:
             self._record_audit(audit)
             return record
 
-    def get_token(self, identifier: str) -> TokenRecord:
-        with self._lock:
-            return self._token(identifier)
-
-    def find_token(self, lookup_id: str) -> TokenRecord | None:
-        with self._lock:
-            return next((t for t in self._tokens.values() if t.lookup_id == lookup_id), None)
-
     def list_tokens(self, account_name: str | None = None) -> list[TokenRecord]:
         with self._lock:
             if account_name is not None:
@@ -599,66 +672,6 @@ class InMemoryDirectory:
                 if account_name is None
                 or self._tokens[k].account_name.lower() == account_name.lower()
             ]
-
-    def delete_token(self, identifier: str, audit: AuditEvent | None = None) -> None:
-        with self._lock:
-            del self._tokens[self._token(identifier).identifier.lower()]
-            self._record_audit(audit)
-
-    def replace_secret(
-        self,
-        identifier: str,
-        expected_generation: int,
-        secret: NewSecret,
-        audit: AuditEvent | None = None,
-    ) -> TokenRecord | None:
-        with self._lock:
-            row = self._token(identifier)
-            if row.generation != expected_generation:
-                return None
-            updated = replace(
-                row,
-                lookup_id=secret.lookup_id,
-                secret_hash=secret.secret_hash,
-                encrypted_value=secret.encrypted_value,
-                expires_at=secret.expires_at,
-                rotated_at=secret.rotated_at,
-                hook_pending=secret.hook_pending,
-                generation=row.generation + 1,
-            )
-            self._tokens[row.identifier.lower()] = updated
-            self._record_audit(audit)
-            return updated
-
-    def tokens_due(self, now: datetime, limit: int = 100) -> list[TokenRecord]:
-        with self._lock:
-            due = [
-                t
-                for t in self._tokens.values()
-                if t.expiring and t.expires_at is not None and t.expires_at <= now
-            ]
-            return sorted(due, key=lambda t: (t.expires_at or now, t.id))[:limit]
-
-    def next_expiry(self) -> datetime | None:
-        with self._lock:
-            times = [t.expires_at for t in self._tokens.values() if t.expiring and t.expires_at]
-            return min(times, default=None)
-
-    def tokens_with_pending_hook(self) -> list[TokenRecord]:
-        with self._lock:
-            return [t for t in self._tokens.values() if t.hook_pending]
-
-    def clear_hook_pending(self, identifier: str, generation: int) -> None:
-        with self._lock:
-            row = self._tokens.get(identifier.lower())
-            if row is not None and row.generation == generation:
-                self._tokens[identifier.lower()] = replace(row, hook_pending=False)
-
-    def record_token_use(self, lookup_id: str, at: datetime, address: str | None) -> None:
-        with self._lock:
-            for key, row in self._tokens.items():
-                if row.lookup_id == lookup_id:
-                    self._tokens[key] = replace(row, last_used_at=at, last_used_address=address)
 
 
 def in_memory_context(

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from ldapsrv.admin.testing import InMemoryTokenTable
 from ldapsrv.auth.ports import NewSecret, NewToken
 from ldapsrv.directory.records import AccountKind, AuditEvent, TokenIntent, TokenRecord
 from ldapsrv.errors import AlreadyExists, NotFound
@@ -33,7 +33,10 @@ class FakeClock:
         self.now += delta
 
 
-class FakeTokenStore:
+class FakeTokenStore(InMemoryTokenTable):
+    """The admin plane's in-memory token table, with accounts given as a name ->
+    kind map, audit events kept in ``audit`` and ``replace_secret`` calls counted."""
+
     def __init__(
         self,
         accounts: dict[str, AccountKind] | None = None,
@@ -41,24 +44,24 @@ class FakeTokenStore:
     ) -> None:
         self.accounts = dict(accounts or {"nas": AccountKind.SERVICE_ACCOUNT})
         self.clock = clock
-        self.rows: dict[str, TokenRecord] = {}
+        self._tokens: dict[str, TokenRecord] = {}
         self.audit: list[AuditEvent] = []
         self.replace_calls = 0
         self._next_id = 1
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
-    def _key(self, identifier: str) -> str:
-        return identifier.casefold()
+    @property
+    def rows(self) -> dict[str, TokenRecord]:
+        """The rows by lower-case identifier, for tests that edit one directly."""
+        return self._tokens
 
-    def _row(self, identifier: str) -> TokenRecord:
-        try:
-            return self.rows[self._key(identifier)]
-        except KeyError:
-            raise NotFound(f"no token {identifier!r}") from None
+    def _record_audit(self, event: AuditEvent | None) -> None:
+        if event is not None:
+            self.audit.append(event)
 
     def create_token(self, spec: NewToken, audit: AuditEvent | None = None) -> TokenRecord:
         with self._lock:
-            if self._key(spec.identifier) in self.rows:
+            if spec.identifier.lower() in self._tokens:
                 raise AlreadyExists(f"token {spec.identifier!r} already exists")
             if spec.account_name not in self.accounts:
                 raise NotFound(f"no account {spec.account_name!r}")
@@ -83,30 +86,14 @@ class FakeTokenStore:
                 hook_pending=False,
             )
             self._next_id += 1
-            self.rows[self._key(spec.identifier)] = record
-            if audit is not None:
-                self.audit.append(audit)
+            self._tokens[spec.identifier.lower()] = record
+            self._record_audit(audit)
             return record
-
-    def get_token(self, identifier: str) -> TokenRecord:
-        with self._lock:
-            return self._row(identifier)
-
-    def find_token(self, lookup_id: str) -> TokenRecord | None:
-        with self._lock:
-            return next((r for r in self.rows.values() if r.lookup_id == lookup_id), None)
 
     def list_tokens(self, account_name: str | None = None) -> list[TokenRecord]:
         with self._lock:
-            rows = [r for r in self.rows.values() if account_name in (None, r.account_name)]
+            rows = [r for r in self._tokens.values() if account_name in (None, r.account_name)]
             return sorted(rows, key=lambda r: r.identifier)
-
-    def delete_token(self, identifier: str, audit: AuditEvent | None = None) -> None:
-        with self._lock:
-            self._row(identifier)
-            del self.rows[self._key(identifier)]
-            if audit is not None:
-                self.audit.append(audit)
 
     def replace_secret(
         self,
@@ -117,53 +104,7 @@ class FakeTokenStore:
     ) -> TokenRecord | None:
         with self._lock:
             self.replace_calls += 1
-            row = self._row(identifier)
-            if row.generation != expected_generation:
-                return None
-            updated = replace(
-                row,
-                lookup_id=secret.lookup_id,
-                secret_hash=secret.secret_hash,
-                encrypted_value=secret.encrypted_value,
-                expires_at=secret.expires_at,
-                rotated_at=secret.rotated_at,
-                hook_pending=secret.hook_pending,
-                generation=row.generation + 1,
-            )
-            self.rows[self._key(identifier)] = updated
-            if audit is not None:
-                self.audit.append(audit)
-            return updated
-
-    def tokens_due(self, now: datetime, limit: int = 100) -> list[TokenRecord]:
-        with self._lock:
-            due = [
-                r
-                for r in self.rows.values()
-                if r.expiring and r.expires_at is not None and r.expires_at <= now
-            ]
-            return sorted(due, key=lambda r: (r.expires_at or now, r.id))[:limit]
-
-    def next_expiry(self) -> datetime | None:
-        with self._lock:
-            times = [r.expires_at for r in self.rows.values() if r.expiring and r.expires_at]
-            return min(times, default=None)
-
-    def tokens_with_pending_hook(self) -> list[TokenRecord]:
-        with self._lock:
-            return [r for r in self.rows.values() if r.hook_pending]
-
-    def clear_hook_pending(self, identifier: str, generation: int) -> None:
-        with self._lock:
-            row = self.rows.get(self._key(identifier))
-            if row is not None and row.generation == generation:
-                self.rows[self._key(identifier)] = replace(row, hook_pending=False)
-
-    def record_token_use(self, lookup_id: str, at: datetime, address: str | None) -> None:
-        with self._lock:
-            for key, row in self.rows.items():
-                if row.lookup_id == lookup_id:
-                    self.rows[key] = replace(row, last_used_at=at, last_used_address=address)
+            return super().replace_secret(identifier, expected_generation, secret, audit)
 
 
 def new_token(
