@@ -87,36 +87,15 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
-def _setup_logging(level: str) -> None:
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    twisted_level = LogLevel.levelWithName("warn" if level == "warning" else level)
-    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=twisted_level)
-    text: Any = textFileLogObserver(sys.stderr)
-    observer: Any = FilteringLogObserver(text, [predicate])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-
-
 def _serve(config: Config) -> int:
     from twisted.internet import reactor as _reactor
 
     reactor: Any = _reactor
 
+    from ldapsrv.observability.logformat import configure_logging
     from ldapsrv.service import StartupError, make_service
 
-    _setup_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format, config.access_log)
     log = logging.getLogger("ldapsrv")
     try:
         built = make_service(config, reactor)

@@ -83,6 +83,14 @@ class Config:
     throttle_lockout: int
     # [logging]
     log_level: str
+    log_format: str = "text"
+    access_log: bool = True
+    # [metrics]
+    metrics_enabled: bool = False
+    metrics_listen: HostPort | None = None
+    # [monitoring]
+    expiry_warning_days: int = 14
+    expiry_check_interval: int = 86400
 
 
 def _host_port(key: str, raw: object) -> HostPort | None:
@@ -214,6 +222,16 @@ def _log_level(key: str, raw: object) -> str:
     return text
 
 
+LOG_FORMATS = ("text", "json", "logfmt")
+
+
+def _log_format(key: str, raw: object) -> str:
+    text = _string(key, raw).lower()
+    if text not in LOG_FORMATS:
+        raise ConfigError(f"{key}: expected one of {', '.join(LOG_FORMATS)}, got {raw!r}")
+    return text
+
+
 # section -> key -> (validator, default). Defaults of "" mean "derived" where noted.
 _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
     "server": {
@@ -273,6 +291,16 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
     },
     "logging": {
         "level": (_log_level, "info"),
+        "format": (_log_format, "text"),
+        "access_log": (_bool, True),
+    },
+    "metrics": {
+        "enabled": (_bool, False),
+        "listen": (_host_port, "127.0.0.1:9189"),
+    },
+    "monitoring": {
+        "expiry_warning_days": (_int_in(1, 3650), 14),
+        "expiry_check_interval": (_int_in(60, 86400 * 7), 86400),
     },
 }
 
@@ -329,6 +357,8 @@ def load_config(
         raise ConfigError("tls.cert and tls.key: give both, or neither for a development cert")
     if v["server.listen"] is None and v["server.ldaps_listen"] is None:
         raise ConfigError("server.listen and server.ldaps_listen: at least one must be set")
+    if v["metrics.enabled"] and v["metrics.listen"] is None:
+        raise ConfigError("metrics.listen: must be HOST:PORT when metrics.enabled is true")
     try:
         v["accounts.home_template"].format(name="x")
     except (KeyError, IndexError, ValueError) as exc:
@@ -376,4 +406,10 @@ def load_config(
         throttle_pair_lockout_failures=v["throttle.pair_lockout_failures"],
         throttle_lockout=v["throttle.lockout"],
         log_level=v["logging.level"],
+        log_format=v["logging.format"],
+        access_log=v["logging.access_log"],
+        metrics_enabled=v["metrics.enabled"],
+        metrics_listen=v["metrics.listen"],
+        expiry_warning_days=v["monitoring.expiry_warning_days"],
+        expiry_check_interval=v["monitoring.expiry_check_interval"],
     )

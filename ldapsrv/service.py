@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import internet, service
 from twisted.internet import ssl
@@ -30,11 +30,23 @@ from ldapsrv.directory.schema import load_schema
 from ldapsrv.errors import SchemaOutdated, StoreUnavailable
 from ldapsrv.ldap.search import SearchEngine
 from ldapsrv.ldap.server import LDAPServerFactory, ServerContext, ServerSettings
+from ldapsrv.observability.accesslog import AccessLog
+from ldapsrv.observability.expiry import ExpiryService, check_expiries
+from ldapsrv.observability.monitor import ConnectionCount, ServerMonitor, database_checker
+from ldapsrv.observability.records import Observer, Observers
 from ldapsrv.scheduling import RotationService
 from ldapsrv.store.directory import SqlDirectory
 from ldapsrv.store.engine import make_engine
 from ldapsrv.store.schema_version import check_schema
-from ldapsrv.tls import CertificateError, ensure_dev_certificate, load_server_context
+from ldapsrv.tls import (
+    CertificateError,
+    ensure_dev_certificate,
+    load_server_context,
+    served_certificate_path,
+)
+
+if TYPE_CHECKING:
+    from ldapsrv.observability.metrics import Metrics
 
 log = logging.getLogger("ldapsrv.service")
 
@@ -78,6 +90,16 @@ def throttle_policy(config: Config) -> ThrottlePolicy:
     )
 
 
+def _metrics(config: Config) -> Metrics | None:
+    """The collectors when ``metrics.enabled``, else None. prometheus_client is
+    imported only then (see ``observability/multiproc.py`` for why that matters)."""
+    if not config.metrics_enabled:
+        return None
+    from ldapsrv.observability.metrics import Metrics
+
+    return Metrics()
+
+
 def make_service(config: Config, reactor: Any) -> Built:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url, pool_size=config.database_pool_size)
@@ -109,6 +131,14 @@ def make_service(config: Config, reactor: Any) -> Built:
         if config.rotation_hook
         else None
     )
+    metrics = _metrics(config)
+    connections = ConnectionCount()
+    observers: list[Observer] = [connections]
+    if config.access_log:
+        observers.append(AccessLog())
+    if metrics is not None:
+        observers.append(metrics)
+        metrics.watch_engine(engine)
     # Without viewable copies a rotated value is shown once (to the admin or the hook).
     rotator = Rotator(
         directory,
@@ -116,6 +146,7 @@ def make_service(config: Config, reactor: Any) -> Built:
         vault if config.tokens_viewable else None,
         utcnow,
         hook,
+        on_rotated=metrics.token_rotated if metrics is not None else lambda trigger: None,
     )
     throttle = (
         BindThrottle(directory, throttle_policy(config), utcnow)
@@ -151,6 +182,7 @@ def make_service(config: Config, reactor: Any) -> Built:
         tls_options=options,
         run_blocking=blocking.run,
         sleep=lambda seconds: deferLater(reactor, seconds),
+        observer=Observers(*observers),
     )
     top: Any = service.MultiService()  # type: ignore[no-untyped-call]
     if config.listen is not None:
@@ -170,6 +202,24 @@ def make_service(config: Config, reactor: Any) -> Built:
         reactor, blocking, rotator, directory, config.rotation_check_interval, utcnow
     )
     rotation.setServiceParent(top)
+    cert_path = served_certificate_path(config.tls_cert, config.data_dir)
+    expiry: Any = ExpiryService(
+        reactor,
+        blocking,
+        lambda: check_expiries(
+            cert_path, directory, utcnow(), timedelta(days=config.expiry_warning_days)
+        ),
+        config.expiry_check_interval,
+        on_report=metrics.expiry_checked if metrics is not None else lambda report: None,
+    )
+    expiry.setServiceParent(top)
+    metrics_url = None
+    if metrics is not None and config.metrics_listen is not None:
+        from ldapsrv.observability.metrics import metrics_service
+
+        endpoint: Any = metrics_service(config.metrics_listen, metrics)
+        endpoint.setServiceParent(top)
+        metrics_url = f"http://{config.metrics_listen}/metrics"
     admin = AdminContext(
         directory=directory,
         blocking=blocking,
@@ -184,6 +234,7 @@ def make_service(config: Config, reactor: Any) -> Built:
         audit_log=directory,
         throttle=throttle,
         started_at=utcnow(),
+        monitor=ServerMonitor(connections, database_checker(engine), metrics_url=metrics_url),
     )
     control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin

@@ -338,6 +338,11 @@ def _usable_server_cert(
 # ------------------------------------------------------------------------ public API
 
 
+def served_certificate_path(cert: Path | None, data_dir: Path) -> Path:
+    """The certificate the server presents: ``tls.cert``, or the development one."""
+    return cert if cert is not None else Path(data_dir) / _TLS_DIR / _SERVER_CERT
+
+
 def ensure_dev_certificate(data_dir: Path) -> DevCertificate:
     """Make (once) a development CA and a server certificate under ``data_dir/tls``.
 

@@ -303,9 +303,28 @@ def _show_status(result: Any, ns: argparse.Namespace) -> str:
         f"started:    {result['started']} (up {result['uptime_seconds']} s)",
         f"listening:  {' '.join(result['listeners']) or 'nothing'}",
         f"base DN:    {result['base_dn']}",
-        f"database:   {result['database']}",
+        f"database:   {result['database']} ({_database_state(result)})",
+        f"connections: {_connections(result.get('connections'))}",
+        f"workers:    {result['workers']['threads']} threads (pid {result['workers']['pid']})",
+        f"certificate: {_certificate(result)}",
+        f"metrics:    {result.get('metrics') or 'off'}",
         f"throttling: {result['throttling']}",
     ]
+    expiring = result.get("expiring_tokens") or []
+    window = result.get("expiry_warning_days")
+    if expiring:
+        token_columns = [
+            ("TOKEN", "identifier"),
+            ("ACCOUNT", "account"),
+            ("EXPIRES", "expires_at"),
+            ("DAYS LEFT", "days_left"),
+        ]
+        lines += ["", f"tokens expiring within {window} days:"]
+        lines.append(format_table(expiring, token_columns))
+    else:
+        lines.append(f"no token expires within {window} days")
+    lines += [f"WARNING: {w}" for w in result.get("warnings") or []]
+    lines.append("")
     throttled = [
         {**t, "locked_until": t["locked_until"] or "-", "delay": f"{t['delay_seconds']:g} s"}
         for t in result["throttled"]
@@ -319,7 +338,29 @@ def _show_status(result: Any, ns: argparse.Namespace) -> str:
         ("DELAY", "delay"),
     ]
     table = format_table(throttled, columns) if throttled else "nothing is throttled"
-    return "\n".join(lines) + "\n\nfailed binds:\n" + table
+    return "\n".join(lines) + "\nfailed binds:\n" + table
+
+
+def _database_state(result: Any) -> str:
+    reachable = result.get("database_reachable")
+    if reachable is None:
+        return str(result.get("database_kind"))
+    if reachable:
+        return f"{result['database_kind']}, reachable, {result['database_ms']:.1f} ms"
+    return f"{result['database_kind']}, UNREACHABLE: {result.get('database_error')}"
+
+
+def _connections(connections: Any) -> str:
+    if not connections:
+        return "unknown"
+    return f"{connections['active']} active, {connections['accepted']} accepted since start"
+
+
+def _certificate(result: Any) -> str:
+    cert = result.get("certificate")
+    if cert is None:
+        return f"unreadable ({result.get('certificate_error')})"
+    return f"{cert['path']} expires {cert['not_after']} ({cert['days_left']} days left)"
 
 
 def _said(template: str) -> Callable[[Any, argparse.Namespace], str]:
@@ -716,7 +757,7 @@ _COMMANDS: tuple[CliCommand, ...] = (
         configure=_configure_audit, build_args=_audit_args, render=_show_audit,
     ),
     CliCommand(
-        "status", "", "server.status", "show version, listeners and the failed-bind throttle",
+        "status", "", "server.status", "show uptime, connections, database, expiries, throttle",
         configure=_positional(), build_args=_no_args, render=_show_status,
     ),
 )  # fmt: skip

@@ -1,14 +1,17 @@
 """server.status: what an admin checks first when logins fail.
 
 Version and uptime, where the server listens, which database it uses (URL
-without its password), and the failed-bind throttle: which client addresses and
-(bind DN, address) pairs are being slowed or locked out right now, from the
-counters every server sharing the database keeps.
+without its password, its kind, and whether it answers right now), live
+connections and workers, the TLS certificate's expiry, tokens expiring within
+``monitoring.expiry_warning_days`` (each also logged as a warning), and the
+failed-bind throttle: which client addresses and (bind DN, address) pairs are
+being slowed or locked out right now, from the counters every server sharing
+the database keeps.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import make_url
 
@@ -17,6 +20,12 @@ from ldapsrv.admin.context import AdminContext, Caller
 from ldapsrv.admin.registry import Args, CommandRegistry, Json, JsonObject
 from ldapsrv.admin.render import iso_utc
 from ldapsrv.auth.throttle import ThrottleEntry
+from ldapsrv.observability.expiry import ExpiryReport, check_expiries, warn
+from ldapsrv.observability.monitor import DatabaseCheck
+from ldapsrv.store.engine import backend_name
+from ldapsrv.tls import served_certificate_path
+
+_DAY = 86400
 
 
 def redacted_url(url: str) -> str:
@@ -38,15 +47,62 @@ def render_throttle_entry(entry: ThrottleEntry) -> JsonObject:
     }
 
 
+def render_expiries(report: ExpiryReport) -> JsonObject:
+    cert = report.certificate
+    certificate: Json = None
+    if cert is not None:
+        certificate = {
+            "path": cert.path,
+            "subject": cert.subject,
+            "not_after": iso_utc(cert.not_after),
+            "days_left": round(cert.seconds_left / _DAY, 1),
+            "expiring": cert.expiring,
+        }
+    tokens: list[Json] = [
+        {
+            "identifier": t.identifier,
+            "account": t.account_name,
+            "expires_at": iso_utc(t.expires_at),
+            "days_left": round(t.seconds_left / _DAY, 1),
+        }
+        for t in report.tokens
+    ]
+    warnings: list[Json] = list(report.warnings())
+    return {
+        "certificate": certificate,
+        "certificate_error": report.certificate_error,
+        "expiry_warning_days": int(report.window.total_seconds() // _DAY),
+        "expiring_tokens": tokens,
+        "warnings": warnings,
+    }
+
+
+def render_database(url: str, check: DatabaseCheck | None) -> JsonObject:
+    return {
+        "database": redacted_url(url),
+        "database_kind": check.kind if check is not None else backend_name(url),
+        "database_reachable": None if check is None else check.reachable,
+        "database_ms": None if check is None else round(check.ms, 3),
+        "database_error": None if check is None else check.error,
+    }
+
+
 async def server_status(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
     config = ctx.config
     now = ctx.clock()
     throttle = ctx.throttle
+    monitor = ctx.monitor
+    cert_path = served_certificate_path(config.tls_cert, config.data_dir)
+    window = timedelta(days=config.expiry_warning_days)
 
-    def read() -> list[ThrottleEntry]:
-        return [] if throttle is None else throttle.status(now)
+    def read() -> tuple[list[ThrottleEntry], ExpiryReport, DatabaseCheck | None]:
+        entries = [] if throttle is None else throttle.status(now)
+        report = check_expiries(cert_path, ctx.tokens, now, window)
+        database = None if monitor is None else monitor.check_database()
+        return entries, report, database
 
-    entries = await ctx.blocking.run(read)
+    entries, report, database = await ctx.blocking.run(read)
+    warn(report)  # an admin looking at status sees them; so does whoever reads the log
     started: datetime | None = ctx.started_at
     listeners: list[Json] = []
     if config.listen is not None:
@@ -60,7 +116,16 @@ async def server_status(ctx: AdminContext, caller: Caller, args: Args) -> JsonOb
         "uptime_seconds": None if started is None else int((now - started).total_seconds()),
         "listeners": listeners,
         "base_dn": config.base_dn,
-        "database": redacted_url(config.database_url),
+        **render_database(config.database_url, database),
+        "connections": None
+        if monitor is None
+        else {"active": monitor.connections.active, "accepted": monitor.connections.accepted},
+        "workers": {
+            "pid": None if monitor is None else monitor.pid,
+            "threads": config.worker_threads,
+        },
+        "metrics": None if monitor is None else monitor.metrics_url,
+        **render_expiries(report),
         "throttling": "on" if throttle is not None else "off",
         "throttled": throttled,
     }
@@ -71,5 +136,6 @@ def register(registry: CommandRegistry) -> None:
         "server.status",
         server_status,
         (),
-        "version, uptime, listeners, database, and the failed-bind throttle's state",
+        "version, uptime, listeners, database, connections, workers, certificate and "
+        "token expiries, and the failed-bind throttle's state",
     )

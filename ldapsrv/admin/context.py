@@ -14,6 +14,7 @@ from ldapsrv.config import Config
 
 if TYPE_CHECKING:  # the vault pulls in cryptography; handlers import it where they use it
     from ldapsrv.auth.vault import TokenVault
+    from ldapsrv.observability.monitor import ServerMonitor
 
 CONTROL_SOCKET: str = "control-socket"
 
@@ -59,7 +60,8 @@ class AdminContext:
     - ``clock``: "now" for expiries, injectable so tests can pin it.
     - ``tokens_changed``: called after a command gave a token a new expiry, so
       the rotation job can wake at that expiry rather than at its next check.
-    - ``throttle`` / ``started_at``: for ``server.status``.
+    - ``throttle`` / ``started_at`` / ``monitor``: for ``server.status`` (``monitor``:
+      live connections and a database check; None outside a running server).
     - ``permissions`` / ``audit_log``: the store again (grants, and reading the
       audit trail). Optional so a server built before access control still
       starts; the ``permission.*`` and ``audit.list`` commands then answer
@@ -79,3 +81,4 @@ class AdminContext:
     audit_log: AuditReader | None = None
     throttle: BindThrottle | None = None
     started_at: datetime | None = None
+    monitor: ServerMonitor | None = None

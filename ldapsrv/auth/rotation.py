@@ -173,12 +173,14 @@ class Rotator:
         vault: TokenVault | None,
         clock: Callable[[], datetime],
         hook: RotationHook | None = None,
+        on_rotated: Callable[[str], None] = lambda trigger: None,
     ) -> None:
         self.store = store
         self.cost = cost
         self.vault = vault
         self.clock = clock
         self.hook = hook
+        self.on_rotated = on_rotated  # told "admin" or "expired" per rotation (metrics)
 
     def lifetime(self, record: TokenRecord) -> timedelta:
         """The lifetime a rotation grants again: the token's own, or its intent's
@@ -228,6 +230,7 @@ class Rotator:
             updated = self.store.replace_secret(record.identifier, record.generation, secret, audit)
             if updated is None:
                 continue
+            self.on_rotated("admin")
             log.info(
                 "token %s of %s rotated by %s (%s)",
                 record.identifier,
@@ -271,6 +274,7 @@ class Rotator:
         if updated is None:
             log.debug("token %s was rotated by another server", record.identifier)
             return None
+        self.on_rotated("expired")
         log.info(
             "expired token %s of %s rotated; new expiry %s",
             updated.identifier,

@@ -58,6 +58,12 @@ from ldapsrv.ldap.messages import (
     UnbindRequest,
 )
 from ldapsrv.ldap.search import Cursor, PreparedSearch, SearchEngine, Stop
+from ldapsrv.observability.records import (
+    NullObserver,
+    Observer,
+    OperationRecord,
+    next_connection_id,
+)
 
 log = logging.getLogger("ldapsrv.ldap")
 
@@ -89,6 +95,7 @@ class ServerContext:
     tls_options: Any | None  # twisted.internet.ssl.CertificateOptions
     run_blocking: Callable[..., Deferred[Any]]
     sleep: Callable[[float], Deferred[None]] = field(default=lambda seconds: succeed(None))
+    observer: Observer = field(default_factory=NullObserver)  # access log, metrics
 
 
 @dataclass(slots=True)
@@ -102,6 +109,11 @@ class PagedSearch:
 class Operation:
     message_id: int
     abandoned: bool = False
+    # for the observer: what the client was answered, and how it went
+    started: float = field(default_factory=time.monotonic)
+    result_code: int | None = None
+    entries: int = 0
+    refusal: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +136,7 @@ class LDAPConnection(protocol.Protocol):
         self.starting_tls = False
         self.peer = "?"
         self.peer_host: str | None = None
+        self.connection_id = ""
 
     # -- connection life ---------------------------------------------------------
 
@@ -142,8 +155,12 @@ class LDAPConnection(protocol.Protocol):
         host = getattr(peer, "host", None)
         self.peer_host = host
         self.peer = f"{host}:{getattr(peer, 'port', '')}" if host else str(peer)
+        self.connection_id = next_connection_id()
+        self.ctx.observer.connection_opened(self.connection_id, self.peer, self.tls_active)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if self.connection_id:
+            self.ctx.observer.connection_closed(self.connection_id, self.peer)
         self.closed = True
         for op in self.operations.values():
             op.abandoned = True
@@ -201,6 +218,8 @@ class LDAPConnection(protocol.Protocol):
         if encoder is not None:
             result = LDAPResult(rejected.result_code, rejected.message)
             self._write(encoder(rejected.message_id, result))
+        op = Operation(rejected.message_id, result_code=rejected.result_code)
+        self._observe(rejected.message_id, None, rejected.request_type.__name__, op)
 
     def _run(
         self,
@@ -229,17 +248,47 @@ class LDAPConnection(protocol.Protocol):
                 )
                 result = LDAPResult(rc.OTHER, "internal server error")
             if not op.abandoned:
+                op.result_code = result.code
                 self._respond(message.message_id, message.request, result)
 
         def finished(_: object) -> None:
             self.operations.pop(message.message_id, None)
+            self._observe_message(message, op)
 
         d = Deferred.fromCoroutine(handler(message, op))
         d.addErrback(failed)
         d.addBoth(finished)
 
+    def _observe(self, message_id: int, request: object, request_type: str, op: Operation) -> None:
+        """Tell the observer (access log, metrics) that an operation ended."""
+        self.ctx.observer.operation_done(
+            OperationRecord(
+                connection_id=self.connection_id,
+                client=self.peer,
+                tls=self.tls_active,
+                message_id=message_id,
+                request=request,
+                request_type=request_type,
+                identity="" if self.identity is None else self.identity.dn,
+                result_code=op.result_code,
+                entries=op.entries,
+                duration_ms=(time.monotonic() - op.started) * 1000,
+                refusal=op.refusal,
+            )
+        )
+
+    def _observe_message(self, message: LDAPMessage, op: Operation) -> None:
+        self._observe(message.message_id, message.request, type(message.request).__name__, op)
+
+    def _refuse(self, message: LDAPMessage, result: LDAPResult) -> None:
+        """Answer a request that is not run at all, and log it like any other."""
+        self._respond(message.message_id, message.request, result)
+        self._observe_message(message, Operation(message.message_id, result_code=result.code))
+
     def _dispatch(self, message: LDAPMessage) -> None:
         request = message.request
+        if isinstance(request, UnbindRequest | AbandonRequest):  # no response: log them here
+            self._observe_message(message, Operation(message.message_id))
         if isinstance(request, UnbindRequest):
             self.closed = True
             for op in self.operations.values():
@@ -253,17 +302,12 @@ class LDAPConnection(protocol.Protocol):
                 target.abandoned = True
             return
         if self.starting_tls:
-            self._respond(
-                message.message_id,
-                request,
-                LDAPResult(rc.OPERATIONS_ERROR, "StartTLS is in progress"),
-            )
+            self._refuse(message, LDAPResult(rc.OPERATIONS_ERROR, "StartTLS is in progress"))
             return
         unsupported = self._unsupported_critical_control(message)
         if unsupported is not None:
-            self._respond(
-                message.message_id,
-                request,
+            self._refuse(
+                message,
                 LDAPResult(
                     rc.UNAVAILABLE_CRITICAL_EXTENSION,
                     f"critical control {unsupported} is not supported for this operation",
@@ -279,9 +323,8 @@ class LDAPConnection(protocol.Protocol):
         elif isinstance(request, ExtendedRequest):
             self._run(message, self._extended)
         else:
-            self._respond(
-                message.message_id,
-                request,
+            self._refuse(
+                message,
                 LDAPResult(
                     rc.UNWILLING_TO_PERFORM,
                     "this directory is read-only over LDAP; manage it with the ldapsrv command",
@@ -310,6 +353,7 @@ class LDAPConnection(protocol.Protocol):
         mid = message.message_id
 
         def answer(code: int, text: str = "") -> None:
+            op.result_code = code
             self._write(codec.encode_bind_response(mid, LDAPResult(code, text)))
 
         if request.version != 3:
@@ -346,6 +390,7 @@ class LDAPConnection(protocol.Protocol):
             return
         if not outcome.accepted:
             reason = outcome.reason if name else "bind DN does not name an account"
+            op.refusal = "throttled" if outcome.via == "throttling" else reason
             self._refuse_bind(request.name, f"{reason} ({outcome.via})")
             answer(rc.INVALID_CREDENTIALS)
             return
@@ -385,6 +430,7 @@ class LDAPConnection(protocol.Protocol):
             code: int, text: str = "", matched: str = "", controls: tuple[Control, ...] = ()
         ) -> None:
             if not op.abandoned:
+                op.result_code = code
                 self._write(
                     codec.encode_search_done(
                         mid, LDAPResult(code, text, matched), controls=controls
@@ -404,12 +450,15 @@ class LDAPConnection(protocol.Protocol):
             done(rc.INVALID_DN_SYNTAX, f"invalid base DN: {exc}", controls=no_paging())
             return
         if not base and request.scope == SCOPE_BASE:
-            self._special_entry(mid, request, self._root_dse_attributes(), frozenset())
+            attrs = self._root_dse_attributes()
+            op.entries += self._special_entry(mid, request, attrs, frozenset())
             done(rc.SUCCESS, controls=no_paging())
             return
         if normalize(base) == _SUBSCHEMA and request.scope == SCOPE_BASE:
             attrs = rootdse.subschema_attributes(self.ctx.schema)
-            self._special_entry(mid, request, attrs, _USER_SUBSCHEMA_ATTRS, "cn=Subschema")
+            op.entries += self._special_entry(
+                mid, request, attrs, _USER_SUBSCHEMA_ATTRS, "cn=Subschema"
+            )
             done(rc.SUCCESS, controls=no_paging())
             return
         if self._tls_required(self.ctx.settings.require_tls_for_searches):
@@ -439,6 +488,7 @@ class LDAPConnection(protocol.Protocol):
 
         def emit(entry: Entry) -> None:
             dn, attributes = entry
+            op.entries += 1
             self._write(codec.encode_search_entry(mid, dn, attributes))
 
         def cancelled() -> bool:
@@ -541,12 +591,15 @@ class LDAPConnection(protocol.Protocol):
         attrs: list[tuple[str, list[str]]],
         user_attrs: frozenset[str],
         dn: str = "",
-    ) -> None:
+    ) -> int:
+        """Send the rootDSE or the subschema entry if the filter matches; 1 if sent."""
         if rootdse.matches(request.filter, attrs, self.ctx.schema):
             selected = rootdse.select_special(
                 attrs, request.attributes, self.ctx.schema, request.types_only, user_attrs
             )
             self._write(codec.encode_search_entry(mid, dn, selected))
+            return 1
+        return 0
 
     # -- compare ------------------------------------------------------------------------
 
@@ -557,6 +610,7 @@ class LDAPConnection(protocol.Protocol):
 
         def answer(code: int, text: str = "", matched: str = "") -> None:
             if not op.abandoned:
+                op.result_code = code
                 self._write(codec.encode_compare_response(mid, LDAPResult(code, text, matched)))
 
         if self._tls_required(self.ctx.settings.require_tls_for_searches):
@@ -601,13 +655,15 @@ class LDAPConnection(protocol.Protocol):
         assert isinstance(request, ExtendedRequest)
         mid = message.message_id
         if request.name == rootdse.START_TLS:
-            self._start_tls(mid)
+            self._start_tls(mid, op)
         elif request.name == rootdse.WHO_AM_I:
             value = b"" if self.identity is None else f"dn:{self.identity.dn}".encode()
+            op.result_code = rc.SUCCESS
             self._write(codec.encode_extended_response(mid, LDAPResult(rc.SUCCESS), value=value))
         elif request.name == rootdse.PASSWORD_MODIFY:
             await self._password_modify(mid, request, op)
         else:
+            op.result_code = rc.PROTOCOL_ERROR
             self._write(
                 codec.encode_extended_response(
                     mid,
@@ -615,8 +671,9 @@ class LDAPConnection(protocol.Protocol):
                 )
             )
 
-    def _start_tls(self, mid: int) -> None:
+    def _start_tls(self, mid: int, op: Operation) -> None:
         def answer(code: int, text: str = "") -> None:
+            op.result_code = code
             self._write(
                 codec.encode_extended_response(mid, LDAPResult(code, text), name=rootdse.START_TLS)
             )
@@ -637,6 +694,7 @@ class LDAPConnection(protocol.Protocol):
     async def _password_modify(self, mid: int, request: ExtendedRequest, op: Operation) -> None:
         def answer(code: int, text: str = "", value: bytes | None = None) -> None:
             if not op.abandoned:
+                op.result_code = code
                 self._write(
                     codec.encode_extended_response(mid, LDAPResult(code, text), value=value)
                 )

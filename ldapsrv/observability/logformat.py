@@ -1,0 +1,99 @@
+"""The server log's three formats: ``text`` (for people), ``json`` and ``logfmt``
+(for log shippers). Every line of the process goes through one of them:
+ldapsrv's own loggers, the access log, and Twisted's log (routed into
+``logging``), so a shipper never meets a line in another shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, Final, TextIO
+
+from ldapsrv.observability.accesslog import ACCESS_LOGGER, Fields, json_line, logfmt_line
+
+_TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _common(record: logging.LogRecord) -> Fields:
+    instant = datetime.fromtimestamp(record.created, UTC)
+    fields: Fields = {
+        "time": instant.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+    }
+    access: Fields | None = getattr(record, "access", None)
+    if access is not None:
+        fields.update(access)
+    else:
+        fields["msg"] = record.getMessage()
+    return fields
+
+
+class _StructuredFormatter(logging.Formatter):
+    def render(self, fields: Fields) -> str:
+        raise NotImplementedError
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _common(record)
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        return self.render(fields)
+
+
+class JsonFormatter(_StructuredFormatter):
+    def render(self, fields: Fields) -> str:
+        return json_line(fields)
+
+
+class LogfmtFormatter(_StructuredFormatter):
+    def render(self, fields: Fields) -> str:
+        return logfmt_line(fields)
+
+
+def make_formatter(fmt: str) -> logging.Formatter:
+    if fmt == "json":
+        return JsonFormatter()
+    if fmt == "logfmt":
+        return LogfmtFormatter()
+    return logging.Formatter(_TEXT_FORMAT)
+
+
+def configure_logging(
+    level: str, fmt: str = "text", access_log: bool = True, stream: TextIO | None = None
+) -> None:
+    """Send every log line to ``stream`` (stderr) in ``fmt`` at ``level``.
+
+    The access log has its own switch: when on it logs at INFO whatever
+    ``level`` is (an admin who wants only warnings still gets the access log
+    they asked for); when off its logger is silenced.
+    """
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(make_formatter(fmt))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+    _route_twisted_log(level)
+
+
+def _route_twisted_log(level: str) -> None:
+    """Twisted's own messages (listeners starting, TLS errors) into ``logging``."""
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        STDLibLogObserver,
+        globalLogBeginner,
+    )
+
+    twisted_level = LogLevel.levelWithName("warn" if level == "warning" else level)
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=twisted_level)
+    stdlib: Any = STDLibLogObserver()
+    observer: Any = FilteringLogObserver(stdlib, [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)

@@ -1,0 +1,67 @@
+"""What ``ldapsrv status`` asks the running server beyond its configuration:
+live connections, whether the database answers, the worker set-up."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from ldapsrv.observability.records import OperationRecord
+from ldapsrv.store.engine import backend_name, run
+
+
+class ConnectionCount:
+    """An observer that only counts LDAP connections (open now, accepted so far)."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.accepted = 0
+
+    def connection_opened(self, connection_id: str, client: str, tls: bool) -> None:
+        self.active += 1
+        self.accepted += 1
+
+    def connection_closed(self, connection_id: str, client: str) -> None:
+        self.active -= 1
+
+    def operation_done(self, record: OperationRecord) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseCheck:
+    kind: str
+    reachable: bool
+    ms: float
+    error: str | None = None
+
+
+def database_checker(engine: Engine) -> Callable[[], DatabaseCheck]:
+    """A blocking ``SELECT 1`` through the store's own transaction runner."""
+    kind = backend_name(engine)
+
+    def check() -> DatabaseCheck:
+        start = time.perf_counter()
+        try:
+            run(engine, lambda conn: conn.execute(text("SELECT 1")).scalar(), write=False)
+        except Exception as exc:
+            ms = (time.perf_counter() - start) * 1000
+            return DatabaseCheck(kind, False, ms, str(exc).splitlines()[0] if str(exc) else None)
+        return DatabaseCheck(kind, True, (time.perf_counter() - start) * 1000)
+
+    return check
+
+
+@dataclass(slots=True)
+class ServerMonitor:
+    """Handed to the admin plane by service.py."""
+
+    connections: ConnectionCount
+    check_database: Callable[[], DatabaseCheck]
+    pid: int = field(default_factory=os.getpid)
+    metrics_url: str | None = None

@@ -1,0 +1,94 @@
+"""What the LDAP layer tells its observer: one record per finished operation.
+
+The wire layer fills an ``OperationRecord`` at the one place an operation ends
+and hands it to ``ServerContext.observer``; the access log and the metrics turn
+it into text and numbers. The record carries the decoded request itself so the
+wire layer stays free of formatting; whoever renders it must never print the
+bind password or a Password Modify value (``accesslog.describe`` is the one
+place that reads requests, and it does not).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger("ldapsrv.observability")
+_counter = itertools.count(1)
+
+
+def next_connection_id() -> str:
+    """A connection id unique across the worker processes of one host:
+    ``<pid>-<n>`` with ``n`` counting this process's connections from 1."""
+    return f"{os.getpid()}-{next(_counter)}"
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    """One LDAP operation as the access log and the metrics see it."""
+
+    connection_id: str
+    client: str  # "host:port"
+    tls: bool
+    message_id: int
+    request: object  # the decoded request (ldapsrv.ldap.messages), or None
+    request_type: str  # the request's class name, also when it could not be decoded
+    identity: str  # the bound DN when the operation ended, "" for anonymous
+    result_code: int | None  # None: no response (unbind, abandon, abandoned operations)
+    entries: int  # search entries sent
+    duration_ms: float
+    refusal: str = ""  # why a bind was refused (server-side text, never a secret)
+
+
+class Observer(Protocol):
+    """Told about connections and finished operations, on the reactor thread.
+    Implementations must be quick and must not raise."""
+
+    def connection_opened(self, connection_id: str, client: str, tls: bool) -> None: ...
+
+    def connection_closed(self, connection_id: str, client: str) -> None: ...
+
+    def operation_done(self, record: OperationRecord) -> None: ...
+
+
+class NullObserver:
+    """Sees nothing: the default for a server built without observability."""
+
+    def connection_opened(self, connection_id: str, client: str, tls: bool) -> None:
+        pass
+
+    def connection_closed(self, connection_id: str, client: str) -> None:
+        pass
+
+    def operation_done(self, record: OperationRecord) -> None:
+        pass
+
+
+class Observers:
+    """Several observers as one; one that raises does not stop the others."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def connection_opened(self, connection_id: str, client: str, tls: bool) -> None:
+        for observer in self.observers:
+            _guard(observer.connection_opened, connection_id, client, tls)
+
+    def connection_closed(self, connection_id: str, client: str) -> None:
+        for observer in self.observers:
+            _guard(observer.connection_closed, connection_id, client)
+
+    def operation_done(self, record: OperationRecord) -> None:
+        for observer in self.observers:
+            _guard(observer.operation_done, record)
+
+
+def _guard(call: Callable[..., None], *args: object) -> None:
+    try:
+        call(*args)
+    except Exception:  # an observer bug must never cost a client its answer
+        log.exception("observer failed")
