@@ -203,6 +203,7 @@ def make_service(config: Config, reactor: Any) -> Built:
     )
     rotation.setServiceParent(top)
     cert_path = served_certificate_path(config.tls_cert, config.data_dir)
+    expiry_checked = metrics.expiry_checked if metrics is not None else lambda report: None
     expiry: Any = ExpiryService(
         reactor,
         blocking,
@@ -210,7 +211,7 @@ def make_service(config: Config, reactor: Any) -> Built:
             cert_path, directory, utcnow(), timedelta(days=config.expiry_warning_days)
         ),
         config.expiry_check_interval,
-        on_report=metrics.expiry_checked if metrics is not None else lambda report: None,
+        on_report=expiry_checked,
     )
     expiry.setServiceParent(top)
     metrics_url = None
@@ -234,7 +235,12 @@ def make_service(config: Config, reactor: Any) -> Built:
         audit_log=directory,
         throttle=throttle,
         started_at=utcnow(),
-        monitor=ServerMonitor(connections, database_checker(engine), metrics_url=metrics_url),
+        monitor=ServerMonitor(
+            connections,
+            database_checker(engine),
+            metrics_url=metrics_url,
+            expiry_checked=expiry_checked,
+        ),
     )
     control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin

@@ -103,6 +103,8 @@ async def server_status(ctx: AdminContext, caller: Caller, args: Args) -> JsonOb
 
     entries, report, database = await ctx.blocking.run(read)
     warn(report)  # an admin looking at status sees them; so does whoever reads the log
+    if monitor is not None:
+        monitor.expiry_checked(report)
     started: datetime | None = ctx.started_at
     listeners: list[Json] = []
     if config.listen is not None:

@@ -204,14 +204,21 @@ def metrics_site(registry: CollectorRegistry) -> Site:
     root: Any = Resource()  # type: ignore[no-untyped-call]
     resource: Any = MetricsResource(registry=registry)  # type: ignore[no-untyped-call]
     root.putChild(METRICS_PATH, resource)
-    site: Site = Site(root)  # type: ignore[no-untyped-call]
+    site: Site = _QuietSite(root)  # type: ignore[no-untyped-call]
     return site
+
+
+class _QuietSite(Site):
+    """No request log: a scrape every 15 s would drown the server log."""
+
+    def log(self, request: Any) -> None:
+        pass
 
 
 def metrics_service(listen: HostPort, metrics: Metrics) -> Any:
     """The Twisted service listening for scrapes on ``listen``."""
     site = metrics_site(exposition_registry(metrics))
-    site.noisy = False
+    site.noisy = False  # nor "Starting factory" lines per connection
     return internet.TCPServer(  # type: ignore[no-untyped-call]
         listen.port, site, interface=listen.host
     )

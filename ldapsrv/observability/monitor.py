@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from ldapsrv.observability.expiry import ExpiryReport
 from ldapsrv.observability.records import OperationRecord
 from ldapsrv.store.engine import backend_name, run
 
@@ -59,9 +60,12 @@ def database_checker(engine: Engine) -> Callable[[], DatabaseCheck]:
 
 @dataclass(slots=True)
 class ServerMonitor:
-    """Handed to the admin plane by service.py."""
+    """Handed to the admin plane by service.py. ``expiry_checked`` passes the
+    expiry report of each status call on to the metrics, so gauges never lag
+    behind what an admin was just shown."""
 
     connections: ConnectionCount
     check_database: Callable[[], DatabaseCheck]
     pid: int = field(default_factory=os.getpid)
     metrics_url: str | None = None
+    expiry_checked: Callable[[ExpiryReport], None] = field(default=lambda report: None)
