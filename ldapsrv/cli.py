@@ -92,10 +92,11 @@ def _serve(config: Config) -> int:
 
     reactor: Any = _reactor
 
-    from ldapsrv.observability.logformat import configure_logging
+    from ldapsrv.observability.logformat import configure_logging, route_twisted_log
     from ldapsrv.service import StartupError, make_service
 
     configure_logging(config.log_level, config.log_format, config.access_log)
+    route_twisted_log(config.log_level)
     log = logging.getLogger("ldapsrv")
     try:
         built = make_service(config, reactor)

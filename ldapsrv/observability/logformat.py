@@ -79,11 +79,11 @@ def configure_logging(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     access = logging.getLogger(ACCESS_LOGGER)
     access.setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
-    _route_twisted_log(level)
 
 
-def _route_twisted_log(level: str) -> None:
-    """Twisted's own messages (listeners starting, TLS errors) into ``logging``."""
+def route_twisted_log(level: str) -> None:
+    """Twisted's own messages (listeners starting, TLS errors) into ``logging``,
+    so they get the same format. Once per process (Twisted's global log beginner)."""
     from twisted.logger import (
         FilteringLogObserver,
         LogLevel,

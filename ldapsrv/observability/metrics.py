@@ -90,7 +90,7 @@ class Metrics:
         )
         self.pool = Gauge(
             "ldapsrv_database_pool_connections",
-            "Database pool connections by state (checked_out, idle, overflow)",
+            "Database connections: open (held by the pool, in use or idle) and checked_out",
             ["state"],
             registry=r,
             multiprocess_mode="livesum",
@@ -156,23 +156,24 @@ class Metrics:
         """Count driver errors and follow pool usage on ``engine``'s events."""
 
         def on_error(context: Any) -> None:
-            self.db_errors.labels(error_kind(context.original_exception)).inc()
+            wrapped = context.sqlalchemy_exception or context.original_exception
+            self.db_errors.labels(error_kind(wrapped)).inc()
 
         event.listen(engine, "handle_error", on_error)
+        # Counted from the events themselves: at "checkin" time the pool's own
+        # counters have not moved yet.
+        checked_out, open_ = self.pool.labels("checked_out"), self.pool.labels("open")
+        checked_out.set(0)
+        open_.set(0)
         pool = engine.pool
-        if not all(hasattr(pool, m) for m in ("size", "checkedin", "checkedout", "overflow")):
-            return  # SQLite in memory: one static connection, nothing to watch
-
-        def on_pool_event(*_: Any) -> None:
-            p: Any = pool
-            self.pool.labels("checked_out").set(p.checkedout())
-            self.pool.labels("idle").set(p.checkedin())
-            self.pool.labels("overflow").set(max(p.overflow(), 0))
-
-        for name in ("connect", "checkout", "checkin", "close"):
-            event.listen(pool, name, on_pool_event)
-        self.pool_size.set(pool.size())  # type: ignore[attr-defined]
-        on_pool_event()
+        event.listen(pool, "checkout", lambda *_: checked_out.inc())
+        event.listen(pool, "checkin", lambda *_: checked_out.dec())
+        event.listen(pool, "connect", lambda *_: open_.inc())
+        for gone in ("close", "detach"):
+            event.listen(pool, gone, lambda *_: open_.dec())
+        size = getattr(pool, "size", None)
+        if callable(size):  # QueuePool; SQLite in memory keeps one static connection
+            self.pool_size.set(size())
 
 
 def error_kind(exc: BaseException) -> str:

@@ -119,9 +119,9 @@ def test_operations_move_counters_and_histograms(server: LdapServer, scrape: Scr
 def test_pool_usage_is_exported(server: LdapServer, scrape: Scrape) -> None:
     samples = scrape()
     assert value(samples, "ldapsrv_database_pool_size") == 8  # database.pool_size default
-    idle = value(samples, "ldapsrv_database_pool_connections", state="idle")
+    opened = value(samples, "ldapsrv_database_pool_connections", state="open")
     busy = value(samples, "ldapsrv_database_pool_connections", state="checked_out")
-    assert idle >= 1 and busy >= 0  # the binds above opened connections and gave them back
+    assert opened >= 1 and busy == 0  # the binds above opened connections and gave them back
 
 
 def test_token_rotations_are_counted(server: LdapServer, scrape: Scrape) -> None:

@@ -42,6 +42,23 @@ def test_defaults_without_a_file() -> None:
     assert config.tls_cert is None and config.tls_key is None
 
 
+def test_observability_defaults_and_values(tmp_path: Path) -> None:
+    default = load_config(None, environ={})
+    assert (default.log_format, default.access_log) == ("text", True)
+    assert default.metrics_enabled is False
+    assert default.metrics_listen == HostPort("127.0.0.1", 9189)
+    assert (default.expiry_warning_days, default.expiry_check_interval) == (14, 86400)
+    text = (
+        "[logging]\nformat = 'JSON'\naccess_log = false\n"
+        "[metrics]\nenabled = true\nlisten = '[::1]:9100'\n"
+        "[monitoring]\nexpiry_warning_days = 30\n"
+    )
+    config = load(text, tmp_path, environ={"LDAPSRV_MONITORING_EXPIRY_CHECK_INTERVAL": "3600"})
+    assert (config.log_format, config.access_log) == ("json", False)
+    assert config.metrics_enabled and config.metrics_listen == HostPort("::1", 9100)
+    assert (config.expiry_warning_days, config.expiry_check_interval) == (30, 3600)
+
+
 def test_derived_paths_follow_the_data_dir(tmp_path: Path) -> None:
     config = load(f'[server]\ndata_dir = "{tmp_path}/d"\n', tmp_path)
     assert config.data_dir == tmp_path / "d"
@@ -126,6 +143,12 @@ def test_environment_booleans_accept_common_spellings() -> None:
         ("[logging]\nlevel = 'verbose'\n", "logging.level: expected one of debug"),
         ("[tls]\ncert = '/etc/c.pem'\n", "tls.cert and tls.key"),
         ("[server]\nlisten = ''\nldaps_listen = ''\n", "at least one must be set"),
+        ("[logging]\nformat = 'xml'\n", "logging.format: expected one of text, json, logfmt"),
+        ("[logging]\naccess_log = 'sometimes'\n", "logging.access_log"),
+        ("[metrics]\nenabled = true\nlisten = ''\n", "metrics.listen: must be HOST:PORT"),
+        ("[metrics]\nlisten = '9189'\n", "metrics.listen: expected HOST:PORT"),
+        ("[monitoring]\nexpiry_warning_days = 0\n", "monitoring.expiry_warning_days"),
+        ("[monitoring]\nexpiry_check_interval = 10\n", "monitoring.expiry_check_interval"),
     ],
 )
 def test_a_bad_setting_names_its_key(tmp_path: Path, text: str, fragment: str) -> None:
