@@ -163,9 +163,10 @@ class Metrics:
         # Counted from the events themselves: at "checkin" time the pool's own
         # counters have not moved yet.
         checked_out, open_ = self.pool.labels("checked_out"), self.pool.labels("open")
-        checked_out.set(0)
-        open_.set(0)
-        pool = engine.pool
+        pool: Any = engine.pool
+        if hasattr(pool, "checkedin"):  # QueuePool: start from what start-up already opened
+            checked_out.set(pool.checkedout())
+            open_.set(pool.checkedin() + pool.checkedout())
         event.listen(pool, "checkout", lambda *_: checked_out.inc())
         event.listen(pool, "checkin", lambda *_: checked_out.dec())
         event.listen(pool, "connect", lambda *_: open_.inc())

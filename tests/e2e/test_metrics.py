@@ -15,7 +15,7 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.clients import ALICE_PASSWORD, populate
-from e2e.harness import LOOPBACK, LdapServer, free_ports, serving, wait_until
+from e2e.harness import BACKENDS, LOOPBACK, LdapServer, free_ports, serving, wait_until
 
 TIMEOUT = 10
 WARNING_DAYS = 1000  # longer than the development certificate lives: it must warn
@@ -24,26 +24,36 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 Scrape = Callable[[], Samples]
 
 
-@pytest.fixture(scope="module")
-def metrics_port() -> int:
-    return free_ports(1)[0]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, metrics_port: int) -> Iterator[LdapServer]:
-    workdir = tmp_path_factory.mktemp("metrics")
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LdapServer, int]]:
+    """A server with metrics on (and its metrics port), on each database."""
+    backend = str(request.param)
+    workdir = tmp_path_factory.mktemp(f"metrics-{backend}")
+    metrics_port = free_ports(1)[0]
     settings = {
         "metrics": {"enabled": True, "listen": f"{LOOPBACK}:{metrics_port}"},
         "monitoring": {"expiry_warning_days": WARNING_DAYS},
     }
-    with serving("sqlite", workdir, settings=settings) as server:
+    with serving(backend, workdir, settings=settings) as server:
         populate(server)
         server.add_full_directory_reader("alice")
-        yield server
+        yield server, metrics_port
 
 
-@pytest.fixture(scope="module")
-def scrape(server: LdapServer, metrics_port: int) -> Callable[[], Samples]:
+@pytest.fixture
+def server(served: tuple[LdapServer, int]) -> LdapServer:
+    return served[0]
+
+
+@pytest.fixture
+def metrics_port(served: tuple[LdapServer, int]) -> int:
+    return served[1]
+
+
+@pytest.fixture
+def scrape(metrics_port: int) -> Callable[[], Samples]:
     """GET /metrics with a real HTTP client, parsed with prometheus_client's parser."""
     return lambda: read_samples(f"http://{LOOPBACK}:{metrics_port}/metrics")
 
