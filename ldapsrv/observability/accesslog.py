@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Final
 
@@ -208,6 +209,12 @@ def json_line(fields: Mapping[str, Field]) -> str:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
+_BARE: Final = re.compile(r"[!#-<>-\[\]-~]+")  # printable ASCII but space, ", = and \
+_PRINTABLE_ASCII: Final = re.compile(r"[ -~]*")
+_QUOTED_ESCAPES: Final = str.maketrans({'"': '\\"', "\\": "\\\\"})
+_CONTROL_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def logfmt_value(value: Field) -> str:
     """A value as logfmt: bare when safe, else double-quoted with ``\\``, ``"`` and
     control characters escaped. Lists are comma-joined; None is empty."""
@@ -219,23 +226,21 @@ def logfmt_value(value: Field) -> str:
         text = ",".join(value)
     else:
         text = str(value)
-    if text and not any(c in ' ="\\' or not c.isprintable() for c in text):
+    if _BARE.fullmatch(text):
         return text
-    escaped: list[str] = []
-    for char in text:
-        if char in '"\\':
-            escaped.append("\\" + char)
-        elif char == "\n":
-            escaped.append("\\n")
-        elif char == "\r":
-            escaped.append("\\r")
-        elif char == "\t":
-            escaped.append("\\t")
-        elif not char.isprintable() and char != " ":
-            escaped.append(f"\\u{ord(char):04x}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped) + '"'
+    if _PRINTABLE_ASCII.fullmatch(text):  # the common case, e.g. any DN
+        return '"' + text.translate(_QUOTED_ESCAPES) + '"'
+    return '"' + "".join(_escape_char(char) for char in text) + '"'
+
+
+def _escape_char(char: str) -> str:
+    if char in '"\\':
+        return "\\" + char
+    if char in _CONTROL_ESCAPES:
+        return _CONTROL_ESCAPES[char]
+    if char != " " and not char.isprintable():
+        return f"\\u{ord(char):04x}"
+    return char
 
 
 def logfmt_line(fields: Mapping[str, Field]) -> str:
@@ -258,7 +263,7 @@ class AccessLog:
 
     def _emit(self, fields: Fields) -> None:
         if self.log.isEnabledFor(logging.INFO):
-            self.log.info("%s", logfmt_line(fields), extra={"access": fields})
+            self.log.info("%s", _LogfmtMessage(fields), extra={"access": fields})
 
     def connection_opened(self, connection_id: str, client: str, tls: bool) -> None:
         self._emit({"conn": connection_id, "client": client, "tls": tls, "op": "connect"})
@@ -268,3 +273,16 @@ class AccessLog:
 
     def operation_done(self, record: OperationRecord) -> None:
         self._emit(describe(record))
+
+
+class _LogfmtMessage:
+    """The text format's message, rendered only if a formatter asks for it (the
+    JSON and logfmt formatters render the fields themselves)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: Fields) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return logfmt_line(self.fields)

@@ -7,6 +7,8 @@ characters or invalid text from a client.
 
 from __future__ import annotations
 
+import re
+
 from ldapsrv.directory.filters import (
     And,
     Approx,
@@ -24,8 +26,13 @@ from ldapsrv.directory.filters import (
 _SPECIAL = frozenset("*()\\\x00")
 
 
+_NEEDS_ESCAPING = re.compile(rb"[^ -~]|[*()\\]")  # outside printable ASCII, or special
+
+
 def escape_value(value: bytes) -> str:
     """An assertion value as RFC 4515 text: specials and non-printables as ``\\XX``."""
+    if _NEEDS_ESCAPING.search(value) is None:
+        return value.decode("ascii")
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
