@@ -601,3 +601,17 @@ def test_clearing_a_pending_flag_never_clears_a_later_rotations_flag(
         Rotator(store, COST, vault, clock, CrashingHook(["unused"], 5)).rotate_due()
     store.clear_hook_pending(stale.identifier, stale.generation)
     assert store.get_token("nas-backup").hook_pending
+
+
+def test_each_rotation_is_reported_with_its_trigger(
+    store: FakeTokenStore, clock: FakeClock
+) -> None:
+    add_token(store)
+    add_token(store, "later", lifetime=10 * DAY)
+    triggers: list[str] = []
+    rotator = Rotator(store, COST, None, clock, on_rotated=triggers.append)
+    rotator.rotate("later", actor="a", channel="c")
+    clock.now = T0 + DAY
+    rotator.rotate_due()
+    rotator.rotate_due()  # nothing due any more: nothing reported
+    assert triggers == ["admin", "expired"]
