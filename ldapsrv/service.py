@@ -7,13 +7,18 @@ and raises ``StartupError`` with a message an admin can act on.
 from __future__ import annotations
 
 import logging
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 from typing import Any
 
 from twisted.application import internet, service
 from twisted.internet import ssl
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from ldapsrv.admin.context import AdminContext
 from ldapsrv.admin.server import ControlSocketService
@@ -28,8 +33,10 @@ from ldapsrv.config import Config
 from ldapsrv.directory.dit import Dit
 from ldapsrv.directory.schema import load_schema
 from ldapsrv.errors import SchemaOutdated, StoreUnavailable
+from ldapsrv.ldap.limits import ConnectionLimits, IdentityLimits
 from ldapsrv.ldap.search import SearchEngine
 from ldapsrv.ldap.server import LDAPServerFactory, ServerContext, ServerSettings
+from ldapsrv.reloading import ReloadableTLS
 from ldapsrv.scheduling import RotationService
 from ldapsrv.store.directory import SqlDirectory
 from ldapsrv.store.engine import make_engine
@@ -41,13 +48,6 @@ log = logging.getLogger("ldapsrv.service")
 
 class StartupError(Exception):
     """The server cannot start; the message says why and what to do."""
-
-
-@dataclass(slots=True)
-class Built:
-    service: Any  # a twisted MultiService (Twisted's service API is untyped)
-    directory: SqlDirectory
-    blocking: Blocking
 
 
 def tls_options(config: Config) -> ssl.CertificateOptions:
@@ -78,7 +78,101 @@ def throttle_policy(config: Config) -> ThrottlePolicy:
     )
 
 
-def make_service(config: Config, reactor: Any) -> Built:
+class Role(Enum):
+    """What one process does: everything, the singletons and its workers, or LDAP only."""
+
+    SINGLE = "single"  # [server] workers = 1: one process serves everything
+    SUPERVISOR = "supervisor"  # binds the ports, runs control socket + rotation, starts workers
+    WORKER = "worker"  # serves LDAP on ports inherited from the supervisor
+
+
+def server_settings(config: Config) -> ServerSettings:
+    """The LDAP connection settings; rebuilt from the file on SIGHUP."""
+    return ServerSettings(
+        max_pdu_bytes=config.max_pdu_bytes,
+        max_filter_depth=config.max_filter_depth,
+        size_limit=config.size_limit,
+        time_limit=config.time_limit,
+        anonymous_read=config.anonymous_read,
+        require_tls_for_binds=config.require_tls_for_binds,
+        require_tls_for_searches=config.require_tls_for_searches,
+        connections=ConnectionLimits(
+            max_connections=config.max_connections,
+            max_connections_per_address=config.max_connections_per_address,
+            per_address_exempt=config.per_address_exempt,
+            max_outstanding_operations=config.max_outstanding_operations,
+            idle_timeout=config.idle_timeout,
+            pdu_timeout=config.pdu_timeout,
+        ),
+        identity_limits=IdentityLimits.of(config.identity_limits),
+    )
+
+
+class DrainService(service.Service):
+    """Stopping it lets open connections finish their operations (SIGTERM)."""
+
+    def __init__(self, reactor: Any, ctx: ServerContext, grace: Callable[[], float]) -> None:
+        self.reactor = reactor
+        self.ctx = ctx
+        self.grace = grace
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        return self.ctx.connections.shutdown(self.reactor, self.grace())
+
+
+class AdoptedPort(service.Service):
+    """A listening socket inherited from the supervisor (a worker's LDAP port)."""
+
+    def __init__(self, reactor: Any, fd: int, factory: Any) -> None:
+        self.reactor = reactor
+        self.fd = fd
+        self.factory = factory
+        self.port: Any = None
+
+    def startService(self) -> None:
+        sock = socket.socket(fileno=self.fd)
+        try:
+            self.port = self.reactor.adoptStreamPort(sock.fileno(), sock.family, self.factory)
+        finally:
+            sock.close()  # the port holds its own duplicate
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
+
+
+@dataclass(slots=True)
+class Built:
+    service: Any  # a twisted MultiService (Twisted's service API is untyped)
+    directory: SqlDirectory
+    blocking: Blocking
+    tls: ReloadableTLS
+    ctx: ServerContext | None  # None in the supervisor, which serves no LDAP
+
+    def reload(self, config: Config) -> None:
+        """Apply the reloadable settings of ``config`` (see ldapsrv.reloading)."""
+        try:
+            self.tls.replace(tls_options(config))
+        except StartupError as exc:
+            log.error("SIGHUP: keeping the current TLS certificate: %s", exc)
+        else:
+            log.info("SIGHUP: TLS certificate (re)loaded for new connections")
+        if self.ctx is not None:
+            self.ctx.settings = server_settings(config)
+        log.info("SIGHUP: limits, access switches and log level reloaded")
+
+
+def make_service(
+    config: Config,
+    reactor: Any,
+    role: Role = Role.SINGLE,
+    inherited: Mapping[str, int] | None = None,
+) -> Built:
+    """Everything one process runs. ``inherited`` (workers): listener name
+    ("ldap", "ldaps") -> file descriptor of the supervisor's listening socket."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url, pool_size=config.database_pool_size)
     try:
@@ -96,6 +190,102 @@ def make_service(config: Config, reactor: Any) -> Built:
         default_shell=config.default_shell,
     )
     blocking = Blocking(reactor, config.worker_threads)
+    throttle = (
+        BindThrottle(directory, throttle_policy(config), utcnow)
+        if config.throttle_enabled
+        else None
+    )
+    options = ReloadableTLS(tls_options(config))
+    top: Any = service.MultiService()  # type: ignore[no-untyped-call]
+    ctx = None
+    if role is not Role.SUPERVISOR:
+        ctx = _ldap_context(config, reactor, directory, blocking, throttle, options)
+        _listeners(config, reactor, ctx, options, inherited).setServiceParent(top)
+    if role is not Role.WORKER:
+        _singletons(config, reactor, directory, blocking, throttle).setServiceParent(top)
+    return Built(top, directory, blocking, options, ctx)
+
+
+def _ldap_context(
+    config: Config,
+    reactor: Any,
+    directory: SqlDirectory,
+    blocking: Blocking,
+    throttle: BindThrottle | None,
+    options: ReloadableTLS,
+) -> ServerContext:
+    schema = load_schema()
+    dit = Dit(config.base_dn)
+    return ServerContext(
+        settings=server_settings(config),
+        dit=dit,
+        schema=schema,
+        engine=SearchEngine(dit, schema, directory, blocking, config.search_batch_size),
+        authenticator=PasswordAuthenticator(
+            directory,
+            config.bcrypt_cost,
+            tokens=directory,
+            verifier=TokenVerifier(config.token_bcrypt_cost),
+            clock=utcnow,
+            permissions=directory,
+            audit=directory,
+            throttle=throttle,
+        ),
+        tls_options=options,
+        run_blocking=blocking.run,
+        sleep=lambda seconds: deferLater(reactor, seconds),
+        clock=reactor,
+    )
+
+
+def _listeners(
+    config: Config,
+    reactor: Any,
+    ctx: ServerContext,
+    options: ReloadableTLS,
+    inherited: Mapping[str, int] | None,
+) -> Any:
+    """The LDAP and LDAPS ports (bound here, or adopted from the supervisor), and
+    the drain that lets their connections finish at shutdown."""
+    group: Any = service.MultiService()  # type: ignore[no-untyped-call]
+    plain_factory = LDAPServerFactory(ctx)
+    secure_factory = LDAPServerFactory(ctx, tls_active=True)
+    if inherited is not None:
+        adopted: list[Any] = []
+        if "ldap" in inherited:
+            adopted.append(AdoptedPort(reactor, inherited["ldap"], plain_factory))
+        if "ldaps" in inherited:
+            wrapped = TLSMemoryBIOFactory(options, False, secure_factory)  # type: ignore[arg-type]
+            adopted.append(AdoptedPort(reactor, inherited["ldaps"], wrapped))
+        for port in adopted:
+            port.setServiceParent(group)
+    else:
+        if config.listen is not None:
+            plain: Any = internet.TCPServer(  # type: ignore[no-untyped-call]
+                config.listen.port, plain_factory, interface=config.listen.host
+            )
+            plain.setServiceParent(group)
+        if config.ldaps_listen is not None:
+            secure: Any = internet.SSLServer(  # type: ignore[no-untyped-call]
+                config.ldaps_listen.port,
+                secure_factory,
+                options,
+                interface=config.ldaps_listen.host,
+            )
+            secure.setServiceParent(group)
+    drain: Any = DrainService(reactor, ctx, lambda: config.shutdown_grace)
+    drain.setServiceParent(group)
+    return group
+
+
+def _singletons(
+    config: Config,
+    reactor: Any,
+    directory: SqlDirectory,
+    blocking: Blocking,
+    throttle: BindThrottle | None,
+) -> Any:
+    """What exactly one process per server runs: token rotation, the control socket."""
     try:
         vault = TokenVault.load_or_create(config.token_key_file)
     except VaultError as exc:
@@ -117,59 +307,11 @@ def make_service(config: Config, reactor: Any) -> Built:
         utcnow,
         hook,
     )
-    throttle = (
-        BindThrottle(directory, throttle_policy(config), utcnow)
-        if config.throttle_enabled
-        else None
-    )
-    schema = load_schema()
-    dit = Dit(config.base_dn)
-    options = tls_options(config)
-    ctx = ServerContext(
-        settings=ServerSettings(
-            max_pdu_bytes=config.max_pdu_bytes,
-            max_filter_depth=config.max_filter_depth,
-            size_limit=config.size_limit,
-            time_limit=config.time_limit,
-            anonymous_read=config.anonymous_read,
-            require_tls_for_binds=config.require_tls_for_binds,
-            require_tls_for_searches=config.require_tls_for_searches,
-        ),
-        dit=dit,
-        schema=schema,
-        engine=SearchEngine(dit, schema, directory, blocking, config.search_batch_size),
-        authenticator=PasswordAuthenticator(
-            directory,
-            config.bcrypt_cost,
-            tokens=directory,
-            verifier=TokenVerifier(config.token_bcrypt_cost),
-            clock=utcnow,
-            permissions=directory,
-            audit=directory,
-            throttle=throttle,
-        ),
-        tls_options=options,
-        run_blocking=blocking.run,
-        sleep=lambda seconds: deferLater(reactor, seconds),
-    )
-    top: Any = service.MultiService()  # type: ignore[no-untyped-call]
-    if config.listen is not None:
-        plain: Any = internet.TCPServer(  # type: ignore[no-untyped-call]
-            config.listen.port, LDAPServerFactory(ctx), interface=config.listen.host
-        )
-        plain.setServiceParent(top)
-    if config.ldaps_listen is not None:
-        secure: Any = internet.SSLServer(  # type: ignore[no-untyped-call]
-            config.ldaps_listen.port,
-            LDAPServerFactory(ctx, tls_active=True),
-            options,
-            interface=config.ldaps_listen.host,
-        )
-        secure.setServiceParent(top)
+    group: Any = service.MultiService()  # type: ignore[no-untyped-call]
     rotation: Any = RotationService(
         reactor, blocking, rotator, directory, config.rotation_check_interval, utcnow
     )
-    rotation.setServiceParent(top)
+    rotation.setServiceParent(group)
     admin = AdminContext(
         directory=directory,
         blocking=blocking,
@@ -188,5 +330,5 @@ def make_service(config: Config, reactor: Any) -> Built:
     control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin
     )
-    control.setServiceParent(top)
-    return Built(top, directory, blocking)
+    control.setServiceParent(group)
+    return group

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from twisted.internet.defer import Deferred
+
 from ldapsrv.blocking import Blocking
 from ldapsrv.directory import predicates as p
 from ldapsrv.directory.dit import Dit, Kind, SearchPlan, StaticEntry, StoredEntries
@@ -83,9 +85,13 @@ class SearchEngine:
         emit: Callable[[Entry], None],
         cancelled: Callable[[], bool],
         deadline: float | None,
+        writable: Callable[[], Deferred[None] | None] | None = None,
     ) -> Stop:
         """Send entries from ``cursor`` on, advancing it. With ``max_entries``,
-        stop after that many and report LIMIT only if another entry matches."""
+        stop after that many and report LIMIT only if another entry matches.
+
+        ``writable`` is the back-pressure gate: before each entry it returns None
+        when the client keeps up, or a Deferred to wait for until it has read."""
         sent = 0
         sources = search.plan.sources
         while cursor.source < len(sources):
@@ -120,6 +126,10 @@ class SearchEngine:
             for row in rows:
                 if max_entries is not None and sent >= max_entries:
                     return Stop.LIMIT
+                if writable is not None and (waiting := writable()) is not None:
+                    await waiting
+                    if cancelled():
+                        return Stop.CANCELLED
                 emit(render(row))
                 sent += 1
                 cursor.returned += 1
