@@ -104,6 +104,8 @@ class SearchEngine:
                 if self._static_matches(source, search.filter):
                     if max_entries is not None and sent >= max_entries:
                         return Stop.LIMIT
+                    if writable is not None and await _held_up(writable, cancelled):
+                        return Stop.CANCELLED
                     emit(search.renderer.static(source))
                     sent += 1
                     cursor.returned += 1
@@ -126,10 +128,8 @@ class SearchEngine:
             for row in rows:
                 if max_entries is not None and sent >= max_entries:
                     return Stop.LIMIT
-                if writable is not None and (waiting := writable()) is not None:
-                    await waiting
-                    if cancelled():
-                        return Stop.CANCELLED
+                if writable is not None and await _held_up(writable, cancelled):
+                    return Stop.CANCELLED
                 emit(render(row))
                 sent += 1
                 cursor.returned += 1
@@ -177,3 +177,14 @@ class SearchEngine:
             for attr, value in rdn:
                 dn_values.setdefault(attr, []).append(value)
         return evaluate(flt, static_attribute_map(entry), self.schema, dn_values) is True
+
+
+async def _held_up(
+    writable: Callable[[], Deferred[None] | None], cancelled: Callable[[], bool]
+) -> bool:
+    """Wait while the client is not reading; True if the search was cancelled meanwhile."""
+    waiting = writable()
+    if waiting is None:
+        return False
+    await waiting
+    return cancelled()
