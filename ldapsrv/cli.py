@@ -136,7 +136,7 @@ def _serve(config: Config, args: argparse.Namespace, argv: Sequence[str]) -> int
         reactor,
         load_config=lambda: _load(args),
         set_log_level=set_level,
-        serve_argv=[a for a in argv if not a.startswith("--worker-fds")],
+        serve_argv=argv,  # what a supervisor passes on to its workers
         worker_fds=fds,
     )
 

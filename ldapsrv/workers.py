@@ -227,7 +227,7 @@ class WorkerSupervisor(Service):
         if self._stopping:
             log.info("worker %d (pid %s) stopped", worker.slot, worker.pid)
             return
-        how = _describe_exit(reason)
+        how = describe_exit(reason)
         if not self._announced and not worker.ready:
             self.on_failed(f"worker {worker.slot} (pid {worker.pid}) {how} before serving")
             return
@@ -246,7 +246,7 @@ class WorkerSupervisor(Service):
         self._restarts[worker.slot] = self.reactor.callLater(delay, self._spawn, worker.slot)
 
 
-def _describe_exit(reason: Failure) -> str:
+def describe_exit(reason: Failure) -> str:
     value = reason.value
     signum = getattr(value, "signal", None)
     if signum:
