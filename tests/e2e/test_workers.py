@@ -39,6 +39,15 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for whoever adopted it to reap it does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def worker_pids(server: LdapServer) -> set[int]:
     return {
         pid
@@ -111,11 +120,37 @@ def test_a_killed_worker_is_replaced_and_the_service_goes_on(server: LdapServer)
     assert all(bind_as_alice(server) == 0 for _ in range(10))
 
 
+def test_sighup_reaches_every_worker(server: LdapServer) -> None:
+    pids = worker_pids(server)
+    os.kill(server.process.pid, signal.SIGHUP)
+    for pid in pids:
+        wait_until(
+            lambda pid=pid: f"[{pid}]: SIGHUP: TLS certificate (re)loaded" in server.log_text(),
+            15,
+            f"worker {pid} reloaded",
+        )
+    assert worker_pids(server) == pids  # nobody was restarted
+    assert bind_as_alice(server) == 0
+
+
 def test_sigterm_stops_the_supervisor_and_its_workers_with_exit_0(server: LdapServer) -> None:
     pids = worker_pids(server)
     os.kill(server.process.pid, signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
     assert refused(server.ldap_port) and refused(server.ldaps_port)
-    for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert not any(alive(pid) for pid in pids)
     assert "Traceback" not in server.log_text()
+
+
+def test_workers_of_a_killed_supervisor_shut_down_by_themselves(tmp_path: Path) -> None:
+    with serving("sqlite", tmp_path, settings={"server": {"workers": WORKERS}}) as server:
+        pids = worker_pids(server)
+        assert len(pids) == WORKERS
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+        wait_until(
+            lambda: not any(alive(pid) for pid in pids),
+            30,
+            "orphaned workers gone",
+        )
+        assert refused(server.ldap_port)
