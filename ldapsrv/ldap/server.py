@@ -5,7 +5,8 @@ decoding, a failed bind that leaves the connection anonymous, rootDSE reads
 for any filter, no reply to Abandon, no internal error text on the wire, size
 and time limits, typesOnly, paged results with per-connection cookies.
 Blocking work (SQL, bcrypt) goes to the thread pool; this module only decodes,
-dispatches, encodes and writes.
+dispatches, encodes and writes. Connection limits (ldap/limits.py) and
+back-pressure (ldap/flow.py) decide when it reads, writes and closes.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class ServerContext:
     schema: Schema
     engine: SearchEngine
     authenticator: PasswordAuthenticator
-    tls_options: Any | None  # twisted.internet.ssl.CertificateOptions
+    tls_options: Any | None  # CertificateOptions, or ldapsrv.reloading.ReloadableTLS
     run_blocking: Callable[..., Deferred[Any]]
     sleep: Callable[[float], Deferred[None]] = field(default=lambda seconds: succeed(None))
     #: IReactorTime for idle/incomplete-request timers and close deadlines (None: off).
