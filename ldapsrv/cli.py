@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--control-socket", metavar="PATH", help="admin control socket path")
     serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain)")
     serve.add_argument("--tls-key", metavar="FILE", help="PEM private key")
+    # Internal: how the supervisor starts its workers ([server] workers > 1).
+    serve.add_argument("--worker-fds", help=argparse.SUPPRESS)
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
@@ -87,39 +89,43 @@ def _load(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
-def _serve(config: Config) -> int:
-    from twisted.internet import reactor as _reactor
-
-    reactor: Any = _reactor
-
+def _setup_logging(config: Config, with_pid: bool = False) -> Callable[[str], None]:
+    """Log to stderr in ``[logging] format`` (with the process id when several
+    processes share it); returns a function that changes the level (SIGHUP)."""
     from ldapsrv.observability.logformat import configure_logging, route_twisted_log
-    from ldapsrv.service import StartupError, make_service
 
-    configure_logging(config.log_level, config.log_format, config.access_log)
-    route_twisted_log(config.log_level)
-    log = logging.getLogger("ldapsrv")
-    try:
-        built = make_service(config, reactor)
-        built.service.startService()
-    except StartupError as exc:
-        print(f"ldapsrv: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a port in use, an unreadable file: say which
-        print(f"ldapsrv: error: cannot start: {exc}", file=sys.stderr)
-        return 1
-    listeners = [
-        f"ldap://{config.listen}" if config.listen else "",
-        f"ldaps://{config.ldaps_listen}" if config.ldaps_listen else "",
-    ]
-    log.info(
-        "ldapsrv ready: %s, base %s, control socket %s",
-        " ".join(x for x in listeners if x),
-        config.base_dn,
-        config.control_socket,
+    configure_logging(config.log_level, config.log_format, config.access_log, with_pid=with_pid)
+    set_twisted_level = route_twisted_log(config.log_level)
+
+    def set_level(name: str) -> None:
+        logging.getLogger().setLevel(getattr(logging, name.upper()))
+        set_twisted_level(name)
+
+    return set_level
+
+
+def _serve(config: Config, args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from twisted.internet import reactor
+
+    from ldapsrv.workers import worker_fds
+
+    fds = worker_fds(args.worker_fds) if args.worker_fds else None
+    if fds is None and config.workers > 1 and config.metrics_enabled:
+        # Before anything imports prometheus_client; the workers inherit the variable.
+        from ldapsrv.observability.multiproc import use_private_dir
+
+        use_private_dir(config.data_dir)
+    from ldapsrv.serving import serve
+
+    set_level = _setup_logging(config, with_pid=fds is not None or config.workers > 1)
+    return serve(
+        config,
+        reactor,
+        load_config=lambda: _load(args),
+        set_log_level=set_level,
+        serve_argv=argv,  # what a supervisor passes on to its workers
+        worker_fds=fds,
     )
-    reactor.addSystemEventTrigger("before", "shutdown", built.service.stopService)
-    reactor.run()
-    return 0
 
 
 def _db(args: argparse.Namespace, config: Config) -> int:
@@ -171,6 +177,7 @@ def _sample(config: Config, engine: Any) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command in ("serve", "db"):
         # The database, its WAL files and the TLS keys hold secrets: owner-only.
@@ -181,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ldapsrv: error: configuration: {exc}", file=sys.stderr)
             return 2
         if args.command == "serve":
-            return _serve(config)
+            return _serve(config, args, argv)
         return _db(args, config)
     from ldapsrv.admin.cli import is_admin_command, run_admin_command
 

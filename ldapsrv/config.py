@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ldapsrv.directory.dn import DNError, parse_dn
+from ldapsrv.ldap.limits import Network, SearchLimit, parse_networks
 
 
 class ConfigError(Exception):
@@ -42,6 +43,8 @@ class Config:
     control_socket: Path
     control_socket_mode: int
     worker_threads: int
+    workers: int
+    shutdown_grace: float
     # [tls]
     tls_cert: Path | None
     tls_key: Path | None
@@ -54,6 +57,13 @@ class Config:
     size_limit: int
     time_limit: int
     search_batch_size: int
+    max_connections: int
+    max_connections_per_address: int
+    per_address_exempt: tuple[Network, ...]
+    max_outstanding_operations: int
+    idle_timeout: float
+    pdu_timeout: float
+    identity_limits: dict[str, SearchLimit]
     # [accounts]
     uid_range: tuple[int, int]
     gid_range: tuple[int, int]
@@ -204,6 +214,66 @@ def _command(key: str, raw: object) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _workers(key: str, raw: object) -> int:
+    """A number of worker processes, or "auto" for one per CPU."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
+    try:
+        return _int_in(1, 256)(key, raw)
+    except ConfigError:
+        raise ConfigError(
+            f'{key}: expected a number of processes from 1 to 256 or "auto", got {raw!r}'
+        ) from None
+
+
+def _networks(key: str, raw: object) -> tuple[Network, ...]:
+    if isinstance(raw, str):
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    if not isinstance(raw, list):
+        raise ConfigError(f'{key}: expected a list of networks such as ["10.0.0.0/8"], got {raw!r}')
+    try:
+        return parse_networks(key, raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+_SEARCH_LIMIT_KEYS = ("size_limit", "time_limit")
+
+
+def _identity_limits(key: str, raw: object) -> dict[str, SearchLimit]:
+    """``{NAME = {size_limit = N, time_limit = S}}``; from the environment as JSON."""
+    if isinstance(raw, str):
+        import json
+
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise ConfigError(f"{key}: expected a JSON object in the environment: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{key}: expected a table of account names, e.g. "
+            f"[{key}.sync-script] with size_limit and time_limit, got {raw!r}"
+        )
+    limits: dict[str, SearchLimit] = {}
+    for name, values in raw.items():
+        where = f"{key}.{name}"
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: expected a table with size_limit and/or time_limit")
+        unknown = set(values) - set(_SEARCH_LIMIT_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{where}.{sorted(unknown)[0]}: unknown setting; allowed: size_limit, time_limit"
+            )
+        size = _int_in(0, 2**31 - 1)(f"{where}.size_limit", values.get("size_limit", 0))
+        seconds = _int_in(0, 86400)(f"{where}.time_limit", values.get("time_limit", 0))
+        limits[str(name).lower()] = SearchLimit(size, seconds)
+    return limits
+
+
 TLS_REQUIREMENTS = ("never", "non-loopback", "always")
 
 
@@ -242,6 +312,8 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
         "control_socket": (_string, ""),  # "" -> <data_dir>/control.sock
         "control_socket_mode": (_mode, "0600"),
         "worker_threads": (_int_in(1, 256), 8),
+        "workers": (_workers, 1),
+        "shutdown_grace": (_seconds(0, 3600), 10),
     },
     "tls": {
         "cert": (_path_or_none, ""),  # "" -> development certificate in <data_dir>/tls
@@ -257,6 +329,13 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
         "size_limit": (_int_in(0, 2**31 - 1), 5000),
         "time_limit": (_int_in(0, 86400), 60),
         "search_batch_size": (_int_in(1, 10000), 500),
+        "max_connections": (_int_in(0, 1_000_000), 4096),
+        "max_connections_per_address": (_int_in(0, 1_000_000), 256),
+        "per_address_exempt": (_networks, []),
+        "max_outstanding_operations": (_int_in(0, 100_000), 64),
+        "idle_timeout": (_seconds(0, 86400 * 7), 300),
+        "pdu_timeout": (_seconds(0, 3600), 30),
+        "identity_limits": (_identity_limits, {}),
     },
     "accounts": {
         "uid_range": (_range, "10000-59999"),
@@ -373,6 +452,8 @@ def load_config(
         control_socket=Path(v["server.control_socket"] or data_dir / "control.sock"),
         control_socket_mode=v["server.control_socket_mode"],
         worker_threads=v["server.worker_threads"],
+        workers=v["server.workers"],
+        shutdown_grace=v["server.shutdown_grace"],
         tls_cert=tls_cert,
         tls_key=tls_key,
         database_url=v["database.url"] or f"sqlite:///{(data_dir / 'ldapsrv.db').resolve()}",
@@ -382,6 +463,13 @@ def load_config(
         size_limit=v["limits.size_limit"],
         time_limit=v["limits.time_limit"],
         search_batch_size=v["limits.search_batch_size"],
+        max_connections=v["limits.max_connections"],
+        max_connections_per_address=v["limits.max_connections_per_address"],
+        per_address_exempt=v["limits.per_address_exempt"],
+        max_outstanding_operations=v["limits.max_outstanding_operations"],
+        idle_timeout=v["limits.idle_timeout"],
+        pdu_timeout=v["limits.pdu_timeout"],
+        identity_limits=v["limits.identity_limits"],
         uid_range=v["accounts.uid_range"],
         gid_range=v["accounts.gid_range"],
         default_primary_group=v["accounts.default_primary_group"],

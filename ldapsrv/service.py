@@ -7,13 +7,18 @@ and raises ``StartupError`` with a message an admin can act on.
 from __future__ import annotations
 
 import logging
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from twisted.application import internet, service
 from twisted.internet import ssl
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from ldapsrv.admin.context import AdminContext
 from ldapsrv.admin.server import ControlSocketService
@@ -28,12 +33,14 @@ from ldapsrv.config import Config
 from ldapsrv.directory.dit import Dit
 from ldapsrv.directory.schema import load_schema
 from ldapsrv.errors import SchemaOutdated, StoreUnavailable
+from ldapsrv.ldap.limits import ConnectionLimits, IdentityLimits
 from ldapsrv.ldap.search import SearchEngine
 from ldapsrv.ldap.server import LDAPServerFactory, ServerContext, ServerSettings
 from ldapsrv.observability.accesslog import AccessLog
 from ldapsrv.observability.expiry import ExpiryService, check_expiries
 from ldapsrv.observability.monitor import ConnectionCount, ServerMonitor, database_checker
 from ldapsrv.observability.records import Observer, Observers
+from ldapsrv.reloading import ReloadableTLS
 from ldapsrv.scheduling import RotationService
 from ldapsrv.store.directory import SqlDirectory
 from ldapsrv.store.engine import make_engine
@@ -53,13 +60,6 @@ log = logging.getLogger("ldapsrv.service")
 
 class StartupError(Exception):
     """The server cannot start; the message says why and what to do."""
-
-
-@dataclass(slots=True)
-class Built:
-    service: Any  # a twisted MultiService (Twisted's service API is untyped)
-    directory: SqlDirectory
-    blocking: Blocking
 
 
 def tls_options(config: Config) -> ssl.CertificateOptions:
@@ -100,7 +100,101 @@ def _metrics(config: Config) -> Metrics | None:
     return Metrics()
 
 
-def make_service(config: Config, reactor: Any) -> Built:
+class Role(Enum):
+    """What one process does: everything, the singletons and its workers, or LDAP only."""
+
+    SINGLE = "single"  # [server] workers = 1: one process serves everything
+    SUPERVISOR = "supervisor"  # binds the ports, runs control socket + rotation, starts workers
+    WORKER = "worker"  # serves LDAP on ports inherited from the supervisor
+
+
+def server_settings(config: Config) -> ServerSettings:
+    """The LDAP connection settings; rebuilt from the file on SIGHUP."""
+    return ServerSettings(
+        max_pdu_bytes=config.max_pdu_bytes,
+        max_filter_depth=config.max_filter_depth,
+        size_limit=config.size_limit,
+        time_limit=config.time_limit,
+        anonymous_read=config.anonymous_read,
+        require_tls_for_binds=config.require_tls_for_binds,
+        require_tls_for_searches=config.require_tls_for_searches,
+        connections=ConnectionLimits(
+            max_connections=config.max_connections,
+            max_connections_per_address=config.max_connections_per_address,
+            per_address_exempt=config.per_address_exempt,
+            max_outstanding_operations=config.max_outstanding_operations,
+            idle_timeout=config.idle_timeout,
+            pdu_timeout=config.pdu_timeout,
+        ),
+        identity_limits=IdentityLimits.of(config.identity_limits),
+    )
+
+
+class DrainService(service.Service):
+    """Stopping it lets open connections finish their operations (SIGTERM)."""
+
+    def __init__(self, reactor: Any, ctx: ServerContext, grace: Callable[[], float]) -> None:
+        self.reactor = reactor
+        self.ctx = ctx
+        self.grace = grace
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        return self.ctx.connections.shutdown(self.reactor, self.grace())
+
+
+class AdoptedPort(service.Service):
+    """A listening socket inherited from the supervisor (a worker's LDAP port)."""
+
+    def __init__(self, reactor: Any, fd: int, factory: Any) -> None:
+        self.reactor = reactor
+        self.fd = fd
+        self.factory = factory
+        self.port: Any = None
+
+    def startService(self) -> None:
+        sock = socket.socket(fileno=self.fd)
+        try:
+            self.port = self.reactor.adoptStreamPort(sock.fileno(), sock.family, self.factory)
+        finally:
+            sock.close()  # the port holds its own duplicate
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
+
+
+@dataclass(slots=True)
+class Built:
+    service: Any  # a twisted MultiService (Twisted's service API is untyped)
+    directory: SqlDirectory
+    blocking: Blocking
+    tls: ReloadableTLS
+    ctx: ServerContext | None  # None in the supervisor, which serves no LDAP
+
+    def reload(self, config: Config) -> None:
+        """Apply the reloadable settings of ``config`` (see ldapsrv.reloading)."""
+        try:
+            self.tls.replace(tls_options(config))
+        except StartupError as exc:
+            log.error("SIGHUP: keeping the current TLS certificate: %s", exc)
+        else:
+            log.info("SIGHUP: TLS certificate (re)loaded for new connections")
+        if self.ctx is not None:
+            self.ctx.settings = server_settings(config)
+        log.info("SIGHUP: limits, access switches and log level reloaded")
+
+
+def make_service(
+    config: Config,
+    reactor: Any,
+    role: Role = Role.SINGLE,
+    inherited: Mapping[str, int] | None = None,
+) -> Built:
+    """Everything one process runs. ``inherited`` (workers): listener name
+    ("ldap", "ldaps") -> file descriptor of the supervisor's listening socket."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url, pool_size=config.database_pool_size)
     try:
@@ -118,54 +212,59 @@ def make_service(config: Config, reactor: Any) -> Built:
         default_shell=config.default_shell,
     )
     blocking = Blocking(reactor, config.worker_threads)
-    try:
-        vault = TokenVault.load_or_create(config.token_key_file)
-    except VaultError as exc:
-        raise StartupError(str(exc)) from exc
-    try:
-        ensure_health_account(directory, vault, config.token_bcrypt_cost, utcnow())
-    except StoreUnavailable as exc:
-        raise StartupError(f"cannot reach the database: {exc}") from exc
-    hook = (
-        RotationHook(config.rotation_hook, config.rotation_hook_timeout)
-        if config.rotation_hook
-        else None
-    )
-    metrics = _metrics(config)
-    connections = ConnectionCount()
-    observers: list[Observer] = [connections]
-    if config.access_log:
-        observers.append(AccessLog())
-    if metrics is not None:
-        observers.append(metrics)
-        metrics.watch_engine(engine)
-    # Without viewable copies a rotated value is shown once (to the admin or the hook).
-    rotator = Rotator(
-        directory,
-        config.token_bcrypt_cost,
-        vault if config.tokens_viewable else None,
-        utcnow,
-        hook,
-        on_rotated=metrics.token_rotated if metrics is not None else lambda trigger: None,
-    )
     throttle = (
         BindThrottle(directory, throttle_policy(config), utcnow)
         if config.throttle_enabled
         else None
     )
+    options = ReloadableTLS(tls_options(config))
+    metrics = _metrics(config)
+    if metrics is not None:
+        metrics.watch_engine(engine)
+    connections = ConnectionCount()
+    top: Any = service.MultiService()  # type: ignore[no-untyped-call]
+    ctx = None
+    if role is not Role.SUPERVISOR:
+        observers: list[Observer] = [connections]
+        if config.access_log:
+            observers.append(AccessLog())
+        if metrics is not None:
+            observers.append(metrics)
+        ctx = _ldap_context(
+            config, reactor, directory, blocking, throttle, options, Observers(*observers)
+        )
+        _listeners(config, reactor, ctx, options, inherited).setServiceParent(top)
+    if role is not Role.WORKER:
+        monitoring = _Monitoring(engine, metrics, connections)
+        _singletons(config, reactor, directory, blocking, throttle, monitoring).setServiceParent(
+            top
+        )
+    return Built(top, directory, blocking, options, ctx)
+
+
+@dataclass(frozen=True, slots=True)
+class _Monitoring:
+    """What the singletons report from: the engine, the collectors (None when
+    metrics are off) and this process's connection count."""
+
+    engine: Any  # sqlalchemy.Engine
+    metrics: Metrics | None
+    connections: ConnectionCount
+
+
+def _ldap_context(
+    config: Config,
+    reactor: Any,
+    directory: SqlDirectory,
+    blocking: Blocking,
+    throttle: BindThrottle | None,
+    options: ReloadableTLS,
+    observer: Observer,
+) -> ServerContext:
     schema = load_schema()
     dit = Dit(config.base_dn)
-    options = tls_options(config)
-    ctx = ServerContext(
-        settings=ServerSettings(
-            max_pdu_bytes=config.max_pdu_bytes,
-            max_filter_depth=config.max_filter_depth,
-            size_limit=config.size_limit,
-            time_limit=config.time_limit,
-            anonymous_read=config.anonymous_read,
-            require_tls_for_binds=config.require_tls_for_binds,
-            require_tls_for_searches=config.require_tls_for_searches,
-        ),
+    return ServerContext(
+        settings=server_settings(config),
         dit=dit,
         schema=schema,
         engine=SearchEngine(dit, schema, directory, blocking, config.search_batch_size),
@@ -182,26 +281,89 @@ def make_service(config: Config, reactor: Any) -> Built:
         tls_options=options,
         run_blocking=blocking.run,
         sleep=lambda seconds: deferLater(reactor, seconds),
-        observer=Observers(*observers),
+        observer=observer,
+        clock=reactor,
     )
-    top: Any = service.MultiService()  # type: ignore[no-untyped-call]
-    if config.listen is not None:
-        plain: Any = internet.TCPServer(  # type: ignore[no-untyped-call]
-            config.listen.port, LDAPServerFactory(ctx), interface=config.listen.host
-        )
-        plain.setServiceParent(top)
-    if config.ldaps_listen is not None:
-        secure: Any = internet.SSLServer(  # type: ignore[no-untyped-call]
-            config.ldaps_listen.port,
-            LDAPServerFactory(ctx, tls_active=True),
-            options,
-            interface=config.ldaps_listen.host,
-        )
-        secure.setServiceParent(top)
+
+
+def _listeners(
+    config: Config,
+    reactor: Any,
+    ctx: ServerContext,
+    options: ReloadableTLS,
+    inherited: Mapping[str, int] | None,
+) -> Any:
+    """The LDAP and LDAPS ports (bound here, or adopted from the supervisor), and
+    the drain that lets their connections finish at shutdown."""
+    group: Any = service.MultiService()  # type: ignore[no-untyped-call]
+    plain_factory = LDAPServerFactory(ctx)
+    secure_factory = LDAPServerFactory(ctx, tls_active=True)
+    if inherited is not None:
+        adopted: list[Any] = []
+        if "ldap" in inherited:
+            adopted.append(AdoptedPort(reactor, inherited["ldap"], plain_factory))
+        if "ldaps" in inherited:
+            wrapped = TLSMemoryBIOFactory(options, False, secure_factory)  # type: ignore[arg-type]
+            adopted.append(AdoptedPort(reactor, inherited["ldaps"], wrapped))
+        for port in adopted:
+            port.setServiceParent(group)
+    else:
+        if config.listen is not None:
+            plain: Any = internet.TCPServer(  # type: ignore[no-untyped-call]
+                config.listen.port, plain_factory, interface=config.listen.host
+            )
+            plain.setServiceParent(group)
+        if config.ldaps_listen is not None:
+            secure: Any = internet.SSLServer(  # type: ignore[no-untyped-call]
+                config.ldaps_listen.port,
+                secure_factory,
+                options,
+                interface=config.ldaps_listen.host,
+            )
+            secure.setServiceParent(group)
+    drain: Any = DrainService(reactor, ctx, lambda: config.shutdown_grace)
+    drain.setServiceParent(group)
+    return group
+
+
+def _singletons(
+    config: Config,
+    reactor: Any,
+    directory: SqlDirectory,
+    blocking: Blocking,
+    throttle: BindThrottle | None,
+    monitoring: _Monitoring,
+) -> Any:
+    """What exactly one process per server runs: token rotation, expiry warnings,
+    the metrics endpoint, the control socket."""
+    metrics = monitoring.metrics
+    try:
+        vault = TokenVault.load_or_create(config.token_key_file)
+    except VaultError as exc:
+        raise StartupError(str(exc)) from exc
+    try:
+        ensure_health_account(directory, vault, config.token_bcrypt_cost, utcnow())
+    except StoreUnavailable as exc:
+        raise StartupError(f"cannot reach the database: {exc}") from exc
+    hook = (
+        RotationHook(config.rotation_hook, config.rotation_hook_timeout)
+        if config.rotation_hook
+        else None
+    )
+    # Without viewable copies a rotated value is shown once (to the admin or the hook).
+    rotator = Rotator(
+        directory,
+        config.token_bcrypt_cost,
+        vault if config.tokens_viewable else None,
+        utcnow,
+        hook,
+        on_rotated=metrics.token_rotated if metrics is not None else lambda trigger: None,
+    )
+    group: Any = service.MultiService()  # type: ignore[no-untyped-call]
     rotation: Any = RotationService(
         reactor, blocking, rotator, directory, config.rotation_check_interval, utcnow
     )
-    rotation.setServiceParent(top)
+    rotation.setServiceParent(group)
     cert_path = served_certificate_path(config.tls_cert, config.data_dir)
     expiry_checked = metrics.expiry_checked if metrics is not None else lambda report: None
     expiry: Any = ExpiryService(
@@ -213,13 +375,13 @@ def make_service(config: Config, reactor: Any) -> Built:
         config.expiry_check_interval,
         on_report=expiry_checked,
     )
-    expiry.setServiceParent(top)
+    expiry.setServiceParent(group)
     metrics_url = None
     if metrics is not None and config.metrics_listen is not None:
         from ldapsrv.observability.metrics import metrics_service
 
         endpoint: Any = metrics_service(config.metrics_listen, metrics)
-        endpoint.setServiceParent(top)
+        endpoint.setServiceParent(group)
         metrics_url = f"http://{config.metrics_listen}/metrics"
     admin = AdminContext(
         directory=directory,
@@ -236,8 +398,8 @@ def make_service(config: Config, reactor: Any) -> Built:
         throttle=throttle,
         started_at=utcnow(),
         monitor=ServerMonitor(
-            connections,
-            database_checker(engine),
+            monitoring.connections,
+            database_checker(monitoring.engine),
             metrics_url=metrics_url,
             expiry_checked=expiry_checked,
         ),
@@ -245,5 +407,5 @@ def make_service(config: Config, reactor: Any) -> Built:
     control: Any = ControlSocketService(
         reactor, config.control_socket, config.control_socket_mode, admin
     )
-    control.setServiceParent(top)
-    return Built(top, directory, blocking)
+    control.setServiceParent(group)
+    return group

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from twisted.internet.defer import Deferred
+
 from ldapsrv.blocking import Blocking
 from ldapsrv.directory import predicates as p
 from ldapsrv.directory.dit import Dit, Kind, SearchPlan, StaticEntry, StoredEntries
@@ -83,9 +85,13 @@ class SearchEngine:
         emit: Callable[[Entry], None],
         cancelled: Callable[[], bool],
         deadline: float | None,
+        writable: Callable[[], Deferred[None] | None] | None = None,
     ) -> Stop:
         """Send entries from ``cursor`` on, advancing it. With ``max_entries``,
-        stop after that many and report LIMIT only if another entry matches."""
+        stop after that many and report LIMIT only if another entry matches.
+
+        ``writable`` is the back-pressure gate: before each entry it returns None
+        when the client keeps up, or a Deferred to wait for until it has read."""
         sent = 0
         sources = search.plan.sources
         while cursor.source < len(sources):
@@ -98,6 +104,8 @@ class SearchEngine:
                 if self._static_matches(source, search.filter):
                     if max_entries is not None and sent >= max_entries:
                         return Stop.LIMIT
+                    if writable is not None and await _held_up(writable, cancelled):
+                        return Stop.CANCELLED
                     emit(search.renderer.static(source))
                     sent += 1
                     cursor.returned += 1
@@ -120,6 +128,8 @@ class SearchEngine:
             for row in rows:
                 if max_entries is not None and sent >= max_entries:
                     return Stop.LIMIT
+                if writable is not None and await _held_up(writable, cancelled):
+                    return Stop.CANCELLED
                 emit(render(row))
                 sent += 1
                 cursor.returned += 1
@@ -167,3 +177,14 @@ class SearchEngine:
             for attr, value in rdn:
                 dn_values.setdefault(attr, []).append(value)
         return evaluate(flt, static_attribute_map(entry), self.schema, dn_values) is True
+
+
+async def _held_up(
+    writable: Callable[[], Deferred[None] | None], cancelled: Callable[[], bool]
+) -> bool:
+    """Wait while the client is not reading; True if the search was cancelled meanwhile."""
+    waiting = writable()
+    if waiting is None:
+        return False
+    await waiting
+    return cancelled()

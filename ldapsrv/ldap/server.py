@@ -5,7 +5,8 @@ decoding, a failed bind that leaves the connection anonymous, rootDSE reads
 for any filter, no reply to Abandon, no internal error text on the wire, size
 and time limits, typesOnly, paged results with per-connection cookies.
 Blocking work (SQL, bcrypt) goes to the thread pool; this module only decodes,
-dispatches, encodes and writes.
+dispatches, encodes and writes. Connection limits (ldap/limits.py) and
+back-pressure (ldap/flow.py) decide when it reads, writes and closes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,14 @@ from ldapsrv.directory.visibility import Viewer
 from ldapsrv.errors import DomainError, NotFound
 from ldapsrv.ldap import codec, rootdse
 from ldapsrv.ldap import results as rc
+from ldapsrv.ldap.flow import WriteFlow
 from ldapsrv.ldap.framing import PDUFramer
+from ldapsrv.ldap.limits import (
+    ConnectionLimits,
+    ConnectionTracker,
+    ConnectionWatch,
+    IdentityLimits,
+)
 from ldapsrv.ldap.messages import (
     SCOPE_BASE,
     AbandonRequest,
@@ -68,6 +76,10 @@ from ldapsrv.observability.records import (
 log = logging.getLogger("ldapsrv.ldap")
 
 MAX_PAGED_SEARCHES = 16
+#: Seconds a closing connection gets to flush its last bytes before it is aborted
+#: (a client that does not read would otherwise hold it open for ever).
+CLOSE_GRACE = 5.0
+SHUTTING_DOWN = "the server is shutting down"
 _SUBSCHEMA = normalize(parse_dn("cn=Subschema"))
 _USER_SUBSCHEMA_ATTRS = frozenset({"objectclass", "cn"})
 
@@ -81,6 +93,15 @@ class ServerSettings:
     anonymous_read: bool
     require_tls_for_binds: str = "never"  # "never" | "non-loopback" | "always"
     require_tls_for_searches: str = "never"
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    identity_limits: IdentityLimits = field(default_factory=IdentityLimits)
+
+    def search_limits(self, account: str | None) -> tuple[int, int]:
+        """(size limit, time limit) for searches by ``account`` (None: anonymous)."""
+        own = self.identity_limits.get(account)
+        if own is not None:
+            return own.size_limit, own.time_limit
+        return self.size_limit, self.time_limit
 
 
 @dataclass(slots=True)
@@ -92,10 +113,15 @@ class ServerContext:
     schema: Schema
     engine: SearchEngine
     authenticator: PasswordAuthenticator
-    tls_options: Any | None  # twisted.internet.ssl.CertificateOptions
+    tls_options: Any | None  # CertificateOptions, or ldapsrv.reloading.ReloadableTLS
     run_blocking: Callable[..., Deferred[Any]]
     sleep: Callable[[float], Deferred[None]] = field(default=lambda seconds: succeed(None))
     observer: Observer = field(default_factory=NullObserver)  # access log, metrics
+    #: IReactorTime for idle/incomplete-request timers and close deadlines (None: off).
+    clock: Any | None = None
+    connections: ConnectionTracker = field(
+        default_factory=lambda: ConnectionTracker(time.monotonic)
+    )
 
 
 @dataclass(slots=True)
@@ -137,6 +163,16 @@ class LDAPConnection(protocol.Protocol):
         self.peer = "?"
         self.peer_host: str | None = None
         self.connection_id = ""
+        # Flow control: requests read but not yet started (beyond the outstanding
+        # operations limit), and whether reading from the socket is paused.
+        self.backlog: deque[bytes] = deque()
+        self.flow = WriteFlow(self._flow_changed)
+        self.watch: ConnectionWatch | None = None
+        self.shutting_down = False
+        self._reading_paused = False
+        self._handling = False
+        self._lost = False
+        self._abort_timer: Any = None
 
     # -- connection life ---------------------------------------------------------
 
@@ -157,14 +193,31 @@ class LDAPConnection(protocol.Protocol):
         self.peer = f"{host}:{getattr(peer, 'port', '')}" if host else str(peer)
         self.connection_id = next_connection_id()
         self.ctx.observer.connection_opened(self.connection_id, self.peer, self.tls_active)
+        refusal = self.ctx.connections.admit(self, self.ctx.settings.connections)
+        if refusal is not None:
+            self._disconnect(rc.BUSY, refusal, quiet=True)  # the tracker logs refusals
+            return
+        self._tx.registerProducer(self.flow, True)
+        if self.ctx.clock is not None:
+            self.watch = ConnectionWatch(
+                self.ctx.clock, lambda: self.ctx.settings.connections, self
+            )
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         if self.connection_id:
             self.ctx.observer.connection_closed(self.connection_id, self.peer)
         self.closed = True
+        self._lost = True
         for op in self.operations.values():
             op.abandoned = True
         self.paged.clear()
+        self.backlog.clear()
+        self.flow.stopProducing()
+        if self.watch is not None:
+            self.watch.stop()
+        if self._abort_timer is not None and self._abort_timer.active():
+            self._abort_timer.cancel()
+        self.ctx.connections.release(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closed:
@@ -174,27 +227,103 @@ class LDAPConnection(protocol.Protocol):
         except ProtocolViolation as exc:
             self._disconnect(rc.PROTOCOL_ERROR, str(exc))
             return
-        for pdu in pdus:
-            if self.closed:
-                return
-            try:
-                message = codec.decode_message(
-                    pdu, max_filter_depth=self.ctx.settings.max_filter_depth
-                )
-            except RequestRejected as rejected:
-                self._answer_rejected(rejected)
-                continue
-            except ProtocolViolation as exc:
-                self._disconnect(rc.PROTOCOL_ERROR, str(exc))
-                return
-            self._dispatch(message)
+        if self.watch is not None:
+            if pdus:
+                self.watch.activity()
+            self.watch.partial(self.framer.buffered_bytes > 0, fresh=bool(pdus))
+        self.backlog.extend(pdus)
+        self._process_backlog()
 
-    def _disconnect(self, code: int, message: str) -> None:
-        log.info("disconnecting %s: %s", self.peer, message)
+    def _process_backlog(self) -> None:
+        """Start queued requests while fewer than max_outstanding_operations run;
+        beyond that, requests wait here and the socket is not read."""
+        if self._handling:
+            return  # an operation finished while we were starting another
+        self._handling = True
+        try:
+            limit = self.ctx.settings.connections.max_outstanding_operations
+            while self.backlog and not self.closed:
+                if limit and len(self.operations) >= limit:
+                    break
+                self._handle(self.backlog.popleft())
+        finally:
+            self._handling = False
+        self._update_reading()
+
+    def _handle(self, pdu: bytes) -> None:
+        try:
+            message = codec.decode_message(pdu, max_filter_depth=self.ctx.settings.max_filter_depth)
+        except RequestRejected as rejected:
+            self._answer_rejected(rejected)
+            return
+        except ProtocolViolation as exc:
+            self._disconnect(rc.PROTOCOL_ERROR, str(exc))
+            return
+        self._dispatch(message)
+
+    def _update_reading(self) -> None:
+        """Read requests only while the client reads replies and there is room."""
+        if self.closed or self.transport is None:
+            return
+        pause = self.flow.paused or bool(self.backlog)
+        if pause != self._reading_paused:
+            self._reading_paused = pause
+            if pause:
+                self._tx.pauseProducing()
+            else:
+                self._tx.resumeProducing()
+
+    def _flow_changed(self) -> None:
+        if not self.flow.paused and self.watch is not None:
+            self.watch.activity()  # the client read our replies: it is alive
+        self._update_reading()
+
+    def _operation_finished(self) -> None:
+        if self.watch is not None:
+            self.watch.activity()
+        if self.shutting_down and not self.operations:
+            self._disconnect(rc.UNAVAILABLE, SHUTTING_DOWN)
+            return
+        self._process_backlog()
+
+    # -- limits and shutdown (ConnectionWatch and ConnectionTracker call these) --------
+
+    def is_busy(self) -> bool:
+        return bool(self.operations) and not self.flow.paused
+
+    def idle_expired(self, seconds: float) -> None:
+        if self.flow.paused:
+            self._disconnect(rc.ADMIN_LIMIT_EXCEEDED, f"replies unread for {seconds:g} s")
+        else:
+            self._disconnect(rc.ADMIN_LIMIT_EXCEEDED, f"idle for {seconds:g} s")
+
+    def pdu_expired(self, seconds: float) -> None:
+        self._disconnect(rc.ADMIN_LIMIT_EXCEEDED, f"request incomplete after {seconds:g} s")
+
+    def begin_shutdown(self) -> None:
+        self.shutting_down = True
+        if not self.operations:
+            self._disconnect(rc.UNAVAILABLE, SHUTTING_DOWN)
+
+    def force_close(self) -> None:
+        for op in self.operations.values():
+            op.abandoned = True
+        self._disconnect(rc.UNAVAILABLE, SHUTTING_DOWN)
+
+    def _disconnect(self, code: int, message: str, quiet: bool = False) -> None:
+        if not quiet:
+            log.info("disconnecting %s: %s", self.peer, message)
         if self.transport is not None and not self.closed:
             self._tx.write(codec.encode_notice_of_disconnection(code, message))
             self._tx.loseConnection()
+            if self.ctx.clock is not None:
+                self._abort_timer = self.ctx.clock.callLater(CLOSE_GRACE, self._abort)
         self.closed = True
+
+    def _abort(self) -> None:
+        if not self._lost and self.transport is not None:
+            log.info("aborting %s: it did not read its last replies", self.peer)
+            self._tx.abortConnection()
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -254,6 +383,7 @@ class LDAPConnection(protocol.Protocol):
         def finished(_: object) -> None:
             self.operations.pop(message.message_id, None)
             self._observe_message(message, op)
+            self._operation_finished()
 
         d = Deferred.fromCoroutine(handler(message, op))
         d.addErrback(failed)
@@ -300,6 +430,9 @@ class LDAPConnection(protocol.Protocol):
             target = self.operations.get(request.message_id)
             if target is not None:
                 target.abandoned = True
+            return
+        if self.shutting_down:
+            self._refuse(message, LDAPResult(rc.UNAVAILABLE, SHUTTING_DOWN))
             return
         if self.starting_tls:
             self._refuse(message, LDAPResult(rc.OPERATIONS_ERROR, "StartTLS is in progress"))
@@ -483,7 +616,10 @@ class LDAPConnection(protocol.Protocol):
             return
 
         settings = self.ctx.settings
-        time_limits = [t for t in (request.time_limit, settings.time_limit) if t > 0]
+        own_size_limit, own_time_limit = settings.search_limits(
+            None if self.identity is None else self.identity.name
+        )
+        time_limits = [t for t in (request.time_limit, own_time_limit) if t > 0]
         deadline = time.monotonic() + min(time_limits) if time_limits else None
 
         def emit(entry: Entry) -> None:
@@ -497,10 +633,12 @@ class LDAPConnection(protocol.Protocol):
         engine = self.ctx.engine
         if paged_control is None:
             prepared = self._prepare(request, plan, viewer)
-            limits = [s for s in (request.size_limit, settings.size_limit) if s > 0]
+            limits = [s for s in (request.size_limit, own_size_limit) if s > 0]
             size_limit = min(limits) if limits else None
             cursor = Cursor()
-            stop = await engine.stream(prepared, cursor, size_limit, emit, cancelled, deadline)
+            stop = await engine.stream(
+                prepared, cursor, size_limit, emit, cancelled, deadline, self.flow.wait
+            )
             await self._finish_search(stop, cursor, plan.leaves, viewer, done, ())
             return
 
@@ -534,7 +672,13 @@ class LDAPConnection(protocol.Protocol):
         if request.size_limit > 0:
             max_entries = min(page_size, request.size_limit - state.cursor.returned)
         stop = await engine.stream(
-            state.prepared, state.cursor, max(max_entries, 0), emit, cancelled, deadline
+            state.prepared,
+            state.cursor,
+            max(max_entries, 0),
+            emit,
+            cancelled,
+            deadline,
+            self.flow.wait,
         )
         if stop is Stop.LIMIT and max_entries == page_size:
             new_cookie = os.urandom(12)
