@@ -4,6 +4,9 @@ bcrypt only reads the first 72 bytes of its input, so two long passphrases that
 share a prefix would verify against each other. Every password is therefore
 pre-hashed with SHA-256 (base64, 44 bytes) before bcrypt, and the stored hash is
 tagged with the scheme so that imported plain ``$2b$`` hashes keep working.
+Hashes imported from other servers keep their ``{SCHEME}`` prefix and are
+checked by ``legacy_hashes``; ``needs_rehash`` is true for them, so the first
+successful bind replaces them with this module's scheme.
 These functions are CPU-bound and blocking: call them off the reactor thread.
 """
 
@@ -17,6 +20,8 @@ import string
 from functools import cache
 
 import bcrypt
+
+from ldapsrv.auth.legacy_hashes import verify_legacy
 
 SCHEME = "$bcrypt-sha256$"
 MAX_PASSWORD_BYTES = 4096
@@ -70,9 +75,16 @@ def verify_password(password: bytes, stored: str | None, cost: int = 12) -> bool
             if len(password) > 72:
                 return False  # a plain bcrypt hash cannot tell long passwords apart
             return bcrypt.checkpw(password, stored.encode("ascii"))
+        if stored.startswith("{"):
+            return verify_legacy(password, stored)
     except ValueError:
         return False
     return False
+
+
+def is_legacy_hash(stored: str) -> bool:
+    """True for a hash another server wrote (imported, ``{SCHEME}`` or plain bcrypt)."""
+    return stored.startswith(("{", "$2a$", "$2b$", "$2y$"))
 
 
 def needs_rehash(stored: str, cost: int) -> bool:
