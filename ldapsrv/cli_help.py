@@ -24,8 +24,8 @@ EXAMPLES: dict[str, str] = {
     "export": "ldapsrv export -o directory.ldif   # --with-password-hashes to include secrets",
     "completion": "ldapsrv completion bash > /etc/bash_completion.d/ldapsrv",
     "user": "ldapsrv user list",
-    "user add": "echo 'a long passphrase' | ldapsrv user add alice --password-stdin "
-    '--mail alice@example.org --display-name "Alice Liddell"',
+    "user add": "ldapsrv user add alice --password-stdin --mail alice@example.org "
+    '--display-name "Alice Liddell" < password.txt',
     "user list": "ldapsrv user list --json",
     "user show": "ldapsrv user show alice",
     "user delete": "ldapsrv user delete alice",
