@@ -259,3 +259,24 @@ def test_export_import_export_round_trip_is_identical(
         _ok(ldapsrv("import", str(first), "--database", second_url, cwd=tmp_path))
         again = _ok(ldapsrv("export", "--database", second_url, cwd=tmp_path))
     assert again == text
+
+
+def test_a_faulty_file_is_refused_whole_with_each_entry_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ldapsrv.sqlite3'}"
+    _ok(ldapsrv("db", "upgrade", "--database", url, cwd=tmp_path))
+    faulty = tmp_path / "faulty.ldif"
+    faulty.write_text(
+        "dn: uid=fine,ou=people,dc=x\nobjectClass: posixAccount\nuid: fine\nuidNumber: 7\n\n"
+        "dn: uid=bad name,ou=people,dc=x\nobjectClass: posixAccount\nuid: bad name\n\n"
+        "dn: cn=g,ou=groups,dc=x\nobjectClass: posixGroup\ncn: g\ngidNumber: many\n"
+    )
+    result = ldapsrv("import", str(faulty), "--database", url, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "nothing was written" in result.stderr
+    assert "line 6 (uid=bad name,ou=people,dc=x): account name 'bad name'" in result.stderr
+    assert "line 10 (cn=g,ou=groups,dc=x): gidNumber 'many' is not a number" in result.stderr
+    export = _ok(ldapsrv("export", "--database", url, cwd=tmp_path))
+    assert "uid=fine" not in export and "cn=fine" not in export
+    missing = ldapsrv("import", str(tmp_path / "nope.ldif"), "--database", url, cwd=tmp_path)
+    assert missing.returncode == 1 and "cannot read" in missing.stderr

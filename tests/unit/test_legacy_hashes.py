@@ -7,10 +7,19 @@ import base64
 import hashlib
 
 import pytest
+from fakes import FakeDirectory, user
 
+from ldapsrv.auth.binding import PasswordAuthenticator
 from ldapsrv.auth.legacy_hashes import describe_unusable, scheme_of, verify_legacy
-from ldapsrv.auth.passwords import hash_password, is_legacy_hash, needs_rehash, verify_password
+from ldapsrv.auth.passwords import (
+    SCHEME,
+    hash_password,
+    is_legacy_hash,
+    needs_rehash,
+    verify_password,
+)
 from ldapsrv.auth.unix_crypt import md5_crypt, sha_crypt
+from ldapsrv.directory.records import AuditEvent
 
 PASSWORD = b"correct horse"
 
@@ -129,3 +138,26 @@ def test_legacy_hashes_need_a_rehash_and_ours_do_not() -> None:
     for stored in VECTORS.values():
         assert is_legacy_hash(stored)
         assert needs_rehash(stored, 4)
+
+
+class _AuditSink:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record_audit(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.mark.parametrize("label", ["SSHA", "CRYPT-6", "CRYPT-1", "ARGON2"])
+def test_a_bind_with_an_imported_hash_upgrades_it_to_bcrypt_once_and_audits_it(
+    label: str,
+) -> None:
+    directory = FakeDirectory(users=[user(1, "alice")], password_hashes={"alice": VECTORS[label]})
+    audit = _AuditSink()
+    authenticator = PasswordAuthenticator(directory, 4, audit=audit)
+    assert not authenticator.check("alice", b"wrong").accepted
+    assert directory.password_hashes["alice"] == VECTORS[label]
+    assert authenticator.check("alice", PASSWORD).accepted
+    assert directory.password_hashes["alice"].startswith(SCHEME)
+    assert authenticator.check("alice", PASSWORD).accepted
+    assert [e.action for e in audit.events] == ["user.upgrade_password_hash"]
