@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Re-running is idempotent; nothing is ever deleted.",
     )
     imports.add_argument(
-        "file", type=Path, metavar="FILE", help="LDIF file (slapcat, ldapsearch -LLL)"
+        "file", type=Path, metavar="FILE", help="LDIF file (slapcat, ldapsearch -LLL); - for stdin"
     )
     imports.add_argument("--format", choices=("ldif", "csv"), default="ldif", help="file format")
     imports.add_argument("--base-dn", metavar="DN", help="import only entries under this DN")
@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "given_name, surname, mail, uid_number, gid_number, home_directory, login_shell, gecos, "
         "groups (names separated by ';'), password_hash ({SSHA}..., $6$...).",
     )
-    csv_import.add_argument("file", type=Path, metavar="FILE", help="CSV file with a header row")
+    csv_import.add_argument(
+        "file", type=Path, metavar="FILE", help="CSV file with a header row; - for stdin"
+    )
     _import_args(csv_import)
     export = commands.add_parser(
         "export", help="write people and groups as LDIF (no password hashes unless asked)"

@@ -40,8 +40,9 @@ def _summary(changes: list[Change], dry_run: bool) -> str:
 
 
 def read_batch(path: Path, fmt: str, base_dn: str | None) -> ImportBatch:
-    """The file's people and groups; LdifError/MappingError/OSError on bad input."""
-    text = path.read_text(encoding="utf-8")
+    """The file's (``-``: standard input's) people and groups; LdifError,
+    MappingError or OSError on bad input."""
+    text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     if fmt == "csv":
         return parse_csv(text)
     return map_entries(parse_ldif(text), base_dn)

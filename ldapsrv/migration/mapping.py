@@ -1,7 +1,8 @@
 """LDIF entries from OpenLDAP, lldap or 389-ds -> people and groups to import.
 
 People: entries with ``inetOrgPerson``, ``posixAccount``, ``account``,
-``shadowAccount``, ``person`` or ``organizationalPerson``; their name is ``uid``
+``shadowAccount``, ``person``, ``organizationalPerson`` or 389-ds' ``nsPerson``/
+``nsAccount``; their name is ``uid``
 (else the RDN value). Groups: ``posixGroup`` (``memberUid`` names),
 ``groupOfNames`` (``member`` DNs) and ``groupOfUniqueNames`` (``uniqueMember``
 DNs, lldap and 389-ds); their name is ``cn``. Member DNs are resolved to the
@@ -28,7 +29,17 @@ from ldapsrv.migration.ldif import LdifEntry, LdifError
 from ldapsrv.migration.records import ImportBatch, ImportedGroup, ImportedPerson
 
 PERSON_CLASSES = frozenset(
-    {"inetorgperson", "posixaccount", "account", "shadowaccount", "person", "organizationalperson"}
+    {
+        "inetorgperson",
+        "posixaccount",
+        "account",
+        "shadowaccount",
+        "person",
+        "organizationalperson",
+        "nsperson",  # 389-ds 1.4+ people: nsPerson + nsAccount + nsOrgPerson
+        "nsaccount",
+        "nsorgperson",
+    }
 )
 GROUP_CLASSES = frozenset({"posixgroup", "groupofnames", "groupofuniquenames"})
 CONTAINER_CLASSES = frozenset(
@@ -139,9 +150,23 @@ class _Mapper:
                 self.group(entry)
             except (InvalidValue, LdifError) as exc:
                 self.problems.append(str(exc))
+        self.refuse_duplicates()
         if self.problems:
             raise MappingError(self.problems)
         return self.batch
+
+    def refuse_duplicates(self) -> None:
+        """Two entries for one name (in any case) would silently overwrite each other."""
+        for kind, items in (("person", self.batch.people), ("group", self.batch.groups)):
+            first: dict[str, str] = {}
+            for item in items:
+                key = item.name.lower()
+                if key in first:
+                    self.problems.append(
+                        f"{item.source}: {kind} {item.name!r} already comes from {first[key]}"
+                    )
+                else:
+                    first[key] = item.source
 
     def person(self, entry: LdifEntry) -> None:
         where = self.where(entry)

@@ -143,9 +143,10 @@ def slapcat_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def ldapsrv(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def ldapsrv(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*LDAPSRV_COMMAND, *args],
+        input=stdin,
         cwd=cwd,
         env=hermetic_env(),
         capture_output=True,
@@ -244,7 +245,8 @@ def test_a_second_import_after_the_binds_changes_nothing(
 def test_export_import_export_round_trip_is_identical(
     imported: tuple[str, LdapServer], tmp_path: Path
 ) -> None:
-    url, _ = imported
+    url, server = imported
+    server.ctl("user", "disable", "carol")  # exported as nsAccountLock, imported back
     first = tmp_path / "first.ldif"
     _ok(ldapsrv("export", "--database", url, "-o", str(first), cwd=tmp_path))
     text = first.read_text()
@@ -256,8 +258,9 @@ def test_export_import_export_round_trip_is_identical(
     with fresh_database("sqlite", tmp_path / "second") as second_url:
         (tmp_path / "second").mkdir(exist_ok=True)
         _ok(ldapsrv("db", "upgrade", "--database", second_url, cwd=tmp_path))
-        _ok(ldapsrv("import", str(first), "--database", second_url, cwd=tmp_path))
+        _ok(ldapsrv("import", "-", "--database", second_url, cwd=tmp_path, stdin=text))
         again = _ok(ldapsrv("export", "--database", second_url, cwd=tmp_path))
+    assert "nsAccountLock: TRUE" in text
     assert again == text
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ldapsrv.migration.csvfile import parse_csv
 from ldapsrv.migration.ldif import LdifError, format_entry, parse_ldif
@@ -147,3 +149,43 @@ def test_bad_csv_names_the_line(text: str, message: str) -> None:
     with pytest.raises(MappingError) as failed:
         parse_csv(text)
     assert any(message in problem for problem in failed.value.problems), failed.value.problems
+
+
+def test_two_entries_for_one_name_are_refused() -> None:
+    text = (
+        "dn: uid=alice,ou=a,dc=x\nobjectClass: posixAccount\nuid: alice\n\n"
+        "dn: uid=Alice,ou=b,dc=x\nobjectClass: inetOrgPerson\nuid: Alice\n"
+    )
+    with pytest.raises(MappingError) as failed:
+        map_entries(parse_ldif(text))
+    assert failed.value.problems == [
+        "line 5 (uid=Alice,ou=b,dc=x): person 'Alice' already comes from "
+        "line 1 (uid=alice,ou=a,dc=x)"
+    ]
+
+
+def test_389ds_people_without_posix_classes_are_people() -> None:
+    text = (
+        "dn: uid=dave,ou=People,dc=x\nobjectClass: nsPerson\nobjectClass: nsAccount\n"
+        "objectClass: nsOrgPerson\nuid: dave\ndisplayName: Dave\nnsUniqueId: 1-2-3-4\n"
+        "nsAccountLock: false\n"
+    )
+    (dave,) = map_entries(parse_ldif(text)).people
+    assert (dave.name, dave.display_name, dave.disabled) == ("dave", "Dave", False)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[a-zA-Z][a-zA-Z0-9-]{0,15}", fullmatch=True),
+            st.lists(st.binary(max_size=120), min_size=1, max_size=3),
+        ),
+        max_size=5,
+    )
+)
+def test_any_written_entry_reads_back_unchanged(attributes: list[tuple[str, list[bytes]]]) -> None:
+    text = format_entry("cn=x,dc=example,dc=org", attributes)
+    (entry,) = parse_ldif(text)
+    for name, values in attributes:
+        assert all(value in entry.attributes[name.lower()] for value in values)
+    assert sum(len(v) for v in entry.attributes.values()) == sum(len(v) for _, v in attributes)
