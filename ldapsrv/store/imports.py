@@ -8,7 +8,7 @@ the same import changes nothing: what already matches is "unchanged".
 Rules: attributes the source does not carry are left as they are; an import
 adds people, groups and memberships and updates attributes, but never deletes
 anything or ends a membership. Imported uid/gid numbers are kept and the
-allocator's counters are moved past them (see ``_reserve_number``). A password
+allocator's counters are moved past them first (see ``_reserve_numbers``). A password
 hash is replaced only while the stored one is still an imported one: once a
 person has bound (and the hash was upgraded) or changed the password in
 ldapsrv, ldapsrv's hash is the newer one and stays.
@@ -21,14 +21,21 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.records import AccountKind, AuditEvent
 from ldapsrv.errors import DomainError, InvalidValue
 from ldapsrv.migration.records import Change, ImportBatch, ImportedGroup, ImportedPerson
 from ldapsrv.store.audit import AuditLog
-from ldapsrv.store.base import check_id_number, check_path, check_text, name_key
+from ldapsrv.store.base import (
+    IN_CHUNK,
+    IdKind,
+    check_id_number,
+    check_path,
+    check_text,
+    name_key,
+)
 from ldapsrv.store.engine import run
 from ldapsrv.store.models import accounts, groups, memberships
 
@@ -98,6 +105,7 @@ class DirectoryImport(AuditLog):
             changes: list[Change] = []
             problems: list[str] = []
             now = self._now()
+            self._reserve_numbers(conn, batch)
             for group in batch.groups:
                 self._guard(problems, group.source, self._import_group, conn, group, now, changes)
             for person in batch.people:
@@ -140,6 +148,21 @@ class DirectoryImport(AuditLog):
         except DomainError as exc:
             problems.append(f"{source}: {exc}")
 
+    def _reserve_numbers(self, conn: Connection, batch: ImportBatch) -> None:
+        """Move the counters past the highest number of the file in each range,
+        before anything is allocated: no number the file names is handed out,
+        to an entry of this import (one without a number) or ever after."""
+        wanted: dict[IdKind, list[int | None]] = {
+            "uid": [person.uid_number for person in batch.people],
+            "gid": [person.gid_number for person in batch.people]
+            + [group.gid_number for group in batch.groups],
+        }
+        for kind, numbers in wanted.items():
+            low, high = self.uid_range if kind == "uid" else self.gid_range
+            in_range = [n for n in numbers if isinstance(n, int) and low <= n <= high]
+            if in_range:
+                self._reserve_number(conn, kind, max(in_range))
+
     def _taken_by_other(self, conn: Connection, kind: str, number: int, own_id: int) -> None:
         if kind == "uid":
             owner = conn.execute(
@@ -168,7 +191,6 @@ class DirectoryImport(AuditLog):
         if row is None:
             if gid is not None:
                 self._taken_by_other(conn, "gid", gid, 0)
-                self._reserve_number(conn, "gid", gid)
             else:
                 gid = self._allocate(conn, "gid")
             self._insert_group(conn, group.name, gid, description, now)
@@ -177,7 +199,6 @@ class DirectoryImport(AuditLog):
         diff: dict[str, Any] = {}
         if gid is not None and gid != row.gid_number:
             self._taken_by_other(conn, "gid", gid, row.id)
-            self._reserve_number(conn, "gid", gid)
             diff["gid_number"] = gid
         if description is not None and description != row.description:
             diff["description"] = description
@@ -213,12 +234,11 @@ class DirectoryImport(AuditLog):
         if "password_hash" in diff and row.password_hash and keep_password(row.password_hash):
             del diff["password_hash"]
             kept = "password kept (changed or upgraded in ldapsrv since the last import)"
-        for kind, number, current in (("uid", uid, row.uid_number), ("gid", gid, row.gid_number)):
-            if number is not None and number != current:
-                if kind == "uid":
-                    self._taken_by_other(conn, "uid", number, row.id)
-                self._reserve_number(conn, kind, number)  # type: ignore[arg-type]
-                diff[f"{kind}_number"] = number
+        if uid is not None and uid != row.uid_number:
+            self._taken_by_other(conn, "uid", uid, row.id)
+            diff["uid_number"] = uid
+        if gid is not None and gid != row.gid_number:
+            diff["gid_number"] = gid
         if person.disabled is not None and person.disabled != bool(row.disabled):
             diff["disabled"] = person.disabled
         if not diff:
@@ -242,13 +262,10 @@ class DirectoryImport(AuditLog):
         primary_group_id: int | None = None
         if gid is None:
             primary_group_id, gid = self._ensure_group(conn, self.default_primary_group, now)
-        else:
-            self._reserve_number(conn, "gid", gid)
         if uid is None:
             uid = self._allocate(conn, "uid")
         else:
             self._taken_by_other(conn, "uid", uid, 0)
-            self._reserve_number(conn, "uid", uid)
         values.setdefault("home_directory", self.home_template.format(name=person.name))
         values.setdefault("login_shell", self.default_shell)
         account_id = self._insert_person(
@@ -270,28 +287,38 @@ class DirectoryImport(AuditLog):
     def _import_members(
         self, conn: Connection, group: ImportedGroup, now: datetime, changes: list[Change]
     ) -> None:
+        """Add the memberships ``group`` lacks: a few queries per group, not per member."""
         group_row = self._group_row(conn, group.name)
-        for member in group.members:
+        wanted = {name_key(member): member for member in group.members}
+        found: dict[str, int] = {}
+        keys = list(wanted)
+        for start in range(0, len(keys), IN_CHUNK):
+            rows = conn.execute(
+                select(accounts.c.id, accounts.c.name_lower).where(
+                    accounts.c.name_lower.in_(keys[start : start + IN_CHUNK])
+                )
+            )
+            found.update({row.name_lower: int(row.id) for row in rows})
+        present = set(
+            conn.execute(
+                select(memberships.c.account_id).where(memberships.c.group_id == group_row.id)
+            ).scalars()
+        )
+        added: list[int] = []
+        for key, member in wanted.items():
+            account_id = found.get(key)
             target = f"membership {group.name}/{member}"
-            account = conn.execute(
-                select(accounts.c.id, accounts.c.name).where(
-                    accounts.c.name_lower == name_key(member)
-                )
-            ).first()
-            if account is None:
+            if account_id is None:
                 changes.append(Change("skip", target, f"no account {member!r} in the file or here"))
-                continue
-            present = conn.execute(
-                select(
-                    exists().where(
-                        memberships.c.group_id == group_row.id,
-                        memberships.c.account_id == account.id,
-                    )
-                )
-            ).scalar()
-            if present:
-                continue
-            conn.execute(insert(memberships).values(group_id=group_row.id, account_id=account.id))
+            elif account_id not in present:
+                present.add(account_id)
+                added.append(account_id)
+                changes.append(Change("create", target))
+        if added:
+            conn.execute(
+                insert(memberships),
+                [{"group_id": group_row.id, "account_id": account_id} for account_id in added],
+            )
             self._touch_groups(conn, [group_row.id], now)
-            self._touch_accounts(conn, [account.id], now)
-            changes.append(Change("create", target))
+            for start in range(0, len(added), IN_CHUNK):
+                self._touch_accounts(conn, added[start : start + IN_CHUNK], now)

@@ -83,3 +83,22 @@ def test_any_bad_entry_refuses_the_whole_import_naming_each(directory: SqlDirect
     assert any(p.startswith("line 20: mail must not contain control") for p in problems)
     assert [u.name for u in directory.list_users()] == ["owner"]
     assert directory.list_groups() == [g for g in directory.list_groups() if g.name == "users"]
+
+
+def test_entries_without_numbers_never_get_a_number_the_file_names(
+    directory: SqlDirectory,
+) -> None:
+    batch = ImportBatch(
+        people=[
+            ImportedPerson("early", "line 1"),  # allocated, before the numbered ones
+            ImportedPerson("numbered", "line 5", uid_number=10000, gid_number=20000),
+        ],
+        groups=[
+            ImportedGroup("unnumbered", "line 9"),
+            ImportedGroup("g", "line 12", gid_number=20001),
+        ],
+    )
+    _apply(directory, batch)
+    assert directory.get_user("early").uid_number == 10001
+    assert directory.get_user("numbered").uid_number == 10000
+    assert directory.get_group("unnumbered").gid_number == 20002
