@@ -62,7 +62,8 @@ def _dummy_hash(cost: int) -> bytes:
 
 def verify_password(password: bytes, stored: str | None, cost: int = 12) -> bool:
     """True when ``password`` matches ``stored``. Unknown schemes never match.
-    ``cost`` only sets the price of the decoy check when ``stored`` is None."""
+    ``cost`` sets the price of the decoy check when ``stored`` is None or a cheap
+    imported ``{SCHEME}`` hash."""
     if not password or len(password) > MAX_PASSWORD_BYTES:
         return False
     try:
@@ -76,7 +77,12 @@ def verify_password(password: bytes, stored: str | None, cost: int = 12) -> bool
                 return False  # a plain bcrypt hash cannot tell long passwords apart
             return bcrypt.checkpw(password, stored.encode("ascii"))
         if stored.startswith("{"):
-            return verify_legacy(password, stored)
+            matched = verify_legacy(password, stored)
+            # Most legacy schemes take microseconds: pay for a bcrypt check too, so
+            # that a bind to an imported account costs what one to any other does
+            # (the time must not tell which accounts exist or were just imported).
+            bcrypt.checkpw(_prehash(password), _dummy_hash(cost))
+            return matched
     except ValueError:
         return False
     return False

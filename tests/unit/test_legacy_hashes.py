@@ -161,3 +161,21 @@ def test_a_bind_with_an_imported_hash_upgrades_it_to_bcrypt_once_and_audits_it(
     assert directory.password_hashes["alice"].startswith(SCHEME)
     assert authenticator.check("alice", PASSWORD).accepted
     assert [e.action for e in audit.events] == ["user.upgrade_password_hash"]
+
+
+def test_checking_a_legacy_hash_costs_a_bcrypt_check_like_any_other_bind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bcrypt
+
+    calls: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        calls.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting)
+    assert verify_password(PASSWORD, VECTORS["SSHA"], 4)
+    assert not verify_password(b"wrong", VECTORS["SSHA"], 4)
+    assert len(calls) == 2 and all(h.startswith(b"$2b$04$") for h in calls)
