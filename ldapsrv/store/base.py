@@ -226,6 +226,18 @@ class StoreBase:
                 .values(next_value=number + 1)
             )
 
+    def _number_owner(
+        self, conn: Connection, kind: IdKind, number: int, except_id: int = 0
+    ) -> str | None:
+        """The name of the account (uid) or group (gid) holding ``number``, other
+        than the row ``except_id``; None when it is free."""
+        table = accounts if kind == "uid" else groups
+        column = accounts.c.uid_number if kind == "uid" else groups.c.gid_number
+        owner = conn.execute(
+            select(table.c.name).where(column == number, table.c.id != except_id)
+        ).scalar()
+        return None if owner is None else str(owner)
+
     def _lock_counter(self, conn: Connection, kind: IdKind) -> int:
         """Lock counter ``kind`` until the transaction ends; return its next value."""
         next_value = conn.execute(

@@ -600,18 +600,10 @@ class SqlDirectory(
         return self._group_records(conn, rows)[0]
 
     def _refuse_taken_number(self, conn: Connection, kind: IdKind, number: int) -> None:
-        if kind == "uid":
-            owner = conn.execute(
-                select(accounts.c.name).where(accounts.c.uid_number == number)
-            ).scalar()
-            if owner is not None:
-                raise AlreadyExists(f'uid number {number} is already taken by user "{owner}"')
-        else:
-            owner = conn.execute(
-                select(groups.c.name).where(groups.c.gid_number == number)
-            ).scalar()
-            if owner is not None:
-                raise AlreadyExists(f'gid number {number} is already taken by group "{owner}"')
+        owner = self._number_owner(conn, kind, number)
+        if owner is not None:
+            holder = "user" if kind == "uid" else "group"
+            raise AlreadyExists(f'{kind} number {number} is already taken by {holder} "{owner}"')
 
     def _user_id(self, conn: Connection, name: str) -> int:
         account_id = conn.execute(

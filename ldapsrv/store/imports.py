@@ -163,17 +163,8 @@ class DirectoryImport(AuditLog):
             if in_range:
                 self._reserve_number(conn, kind, max(in_range))
 
-    def _taken_by_other(self, conn: Connection, kind: str, number: int, own_id: int) -> None:
-        if kind == "uid":
-            owner = conn.execute(
-                select(accounts.c.name).where(
-                    accounts.c.uid_number == number, accounts.c.id != own_id
-                )
-            ).scalar()
-        else:
-            owner = conn.execute(
-                select(groups.c.name).where(groups.c.gid_number == number, groups.c.id != own_id)
-            ).scalar()
+    def _taken_by_other(self, conn: Connection, kind: IdKind, number: int, own_id: int) -> None:
+        owner = self._number_owner(conn, kind, number, own_id)
         if owner is not None:
             raise InvalidValue(f'{kind} number {number} is already taken by "{owner}"')
 
