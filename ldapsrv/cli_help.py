@@ -83,7 +83,14 @@ def _words(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def add_examples(parser: argparse.ArgumentParser) -> None:
-    """Give every (sub)command its example as an epilog."""
+    """Give every (sub)command its example as an epilog, and the top level a few."""
+    parser.epilog = (
+        "examples:\n  ldapsrv db upgrade --config /etc/ldapsrv/ldapsrv.toml\n"
+        "  ldapsrv serve --config /etc/ldapsrv/ldapsrv.toml\n"
+        "  ldapsrv user add alice --password-stdin < password.txt\n"
+        "  ldapsrv COMMAND --help   (every command has an example)"
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     for path, sub in subcommands(parser):
         example = EXAMPLES.get(path)
         if example is not None:

@@ -16,6 +16,7 @@ def test_every_command_and_subcommand_help_carries_an_example() -> None:
     missing = [path for path, sub in subcommands(parser) if "example:\n  ldapsrv" not in
                sub.format_help() and "example:\n  slapcat" not in sub.format_help()]  # fmt: skip
     assert missing == []
+    assert "examples:\n  ldapsrv" in parser.format_help()
 
 
 def _complete(script: str, *words: str) -> list[str]:
