@@ -81,6 +81,10 @@ def _b64decode(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
+def _ab64encode(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii").rstrip("=").replace("+", ".")
+
+
 def _ab64decode(text: str) -> bytes:
     """passlib's and OpenLDAP's "adapted base64": ``.`` for ``+``, no padding."""
     return _b64decode(text.replace(".", "+"))
@@ -201,6 +205,25 @@ def describe_unusable(stored: str) -> str:
     if known or scheme in (_DS_PBKDF2, "ARGON2"):
         return f"malformed {{{scheme}}} hash"
     return f"unknown password scheme {{{scheme}}}"
+
+
+def compact(stored: str) -> str:
+    """``stored`` in the shortest form that verifies the same passwords.
+
+    389-ds' binary ``{PBKDF2_SHA256}`` is 447 characters (a 256-byte key), too
+    long for the store. PBKDF2 derives its output block by block, and the first
+    32 bytes of a 256-byte key are exactly the 32-byte key of the same password,
+    salt and rounds: it becomes ``{PBKDF2-SHA256}rounds$salt$first-32-bytes``
+    (about 150 characters, 256 bits still compared). Other hashes are returned
+    as they are."""
+    split = split_scheme(stored)
+    if split is None or split[0] != _DS_PBKDF2:
+        return stored
+    parts = _ds_pbkdf2_parts(split[1])
+    if parts is None:
+        return stored
+    rounds, salt, derived = parts
+    return f"{{PBKDF2-SHA256}}{rounds}${_ab64encode(salt)}${_ab64encode(derived[:32])}"
 
 
 def verify_legacy(password: bytes, stored: str) -> bool:

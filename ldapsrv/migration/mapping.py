@@ -20,7 +20,7 @@ caller refuses the whole file.
 
 from __future__ import annotations
 
-from ldapsrv.auth.legacy_hashes import describe_unusable, scheme_of
+from ldapsrv.auth.legacy_hashes import compact, describe_unusable, scheme_of
 from ldapsrv.auth.passwords import SCHEME as NATIVE_SCHEME
 from ldapsrv.directory.dn import DNError, normalize, parse_dn
 from ldapsrv.directory.names import validate_account_name, validate_group_name
@@ -45,6 +45,7 @@ GROUP_CLASSES = frozenset({"posixgroup", "groupofnames", "groupofuniquenames"})
 CONTAINER_CLASSES = frozenset(
     {"organizationalunit", "organization", "dcobject", "domain", "country", "locality"}
 )
+MAX_HASH_LENGTH = 255  # the store's password_hash column
 _CRYPT_PREFIXES = ("$1$", "$5$", "$6$", "$2a$", "$2b$", "$2y$")
 _TRUE = ("true", "1", "yes")
 
@@ -61,16 +62,23 @@ def normalize_password_hash(value: str) -> tuple[str | None, str | None]:
     """(the hash to store, None) for a verifiable hash, else (None, why not).
 
     Bare crypt strings (``$6$...``, as in /etc/shadow) get the ``{CRYPT}`` prefix
-    so that the store knows their scheme; ldapsrv's own hashes pass as they are.
+    so that the store knows their scheme; 389-ds' long ``{PBKDF2_SHA256}`` is
+    shortened (``legacy_hashes.compact``); ldapsrv's own hashes pass as they are.
     """
     value = value.strip()
     if value.startswith(_CRYPT_PREFIXES):
         value = "{CRYPT}" + value
     if value.startswith(NATIVE_SCHEME) and value.count("$") >= 5:
         return value, None
-    if scheme_of(value) is not None:
-        return value, None
-    return None, describe_unusable(value)
+    if scheme_of(value) is None:
+        return None, describe_unusable(value)
+    value = compact(value)
+    if len(value) > MAX_HASH_LENGTH:
+        return (
+            None,
+            f"a {len(value)}-character hash, longer than ldapsrv stores ({MAX_HASH_LENGTH})",
+        )
+    return value, None
 
 
 def _number(entry: LdifEntry, attribute: str, where: str) -> int | None:

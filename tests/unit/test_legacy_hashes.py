@@ -179,3 +179,21 @@ def test_checking_a_legacy_hash_costs_a_bcrypt_check_like_any_other_bind(
     assert verify_password(PASSWORD, VECTORS["SSHA"], 4)
     assert not verify_password(b"wrong", VECTORS["SSHA"], 4)
     assert len(calls) == 2 and all(h.startswith(b"$2b$04$") for h in calls)
+
+
+def test_389ds_binary_pbkdf2_is_compacted_to_fit_the_store_and_still_verifies() -> None:
+    from ldapsrv.migration.mapping import normalize_password_hash
+
+    stored, reason = normalize_password_hash(DS_PBKDF2)
+    assert reason is None and stored is not None
+    assert stored.startswith("{PBKDF2-SHA256}10000$") and len(stored) <= 255
+    assert verify_legacy(b"Password123", stored)
+    assert not verify_legacy(b"Password124", stored)
+
+
+def test_a_hash_too_long_to_store_is_reported_not_cut() -> None:
+    from ldapsrv.migration.mapping import normalize_password_hash
+
+    long_salt = "{SSHA512}" + base64.b64encode(b"x" * 64 + b"s" * 200).decode()
+    stored, reason = normalize_password_hash(long_salt)
+    assert stored is None and reason is not None and "longer than ldapsrv stores" in reason
