@@ -2,6 +2,9 @@
 
 ldapsrv serve [--config FILE] [overrides]   run the server
 ldapsrv db upgrade [--config FILE]          create or migrate the database schema
+ldapsrv import FILE.ldif / import-csv FILE   move people and groups in from another server
+ldapsrv export [-o FILE]                    people and groups as LDIF
+ldapsrv completion bash|zsh                 shell completion script
 ldapsrv user ... / ldapsrv group ...        manage the directory over the control socket
 """
 
@@ -36,6 +39,7 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from ldapsrv.admin.cli import add_admin_commands
+    from ldapsrv.cli_help import add_examples
 
     parser = argparse.ArgumentParser(
         prog="ldapsrv",
@@ -62,22 +66,69 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
     db_commands.required = True
     upgrade = db_commands.add_parser("upgrade", help="create or migrate the schema to this version")
-    _config_args(upgrade)
-    upgrade.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
-    upgrade.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
+    _db_args(upgrade)
     sample = db_commands.add_parser(
         "sample", help="add sample people and groups (prints their passwords once)"
     )
-    _config_args(sample)
-    sample.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
-    sample.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
+    _db_args(sample)
     status = db_commands.add_parser("status", help="show the schema revision")
-    _config_args(status)
-    status.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
-    status.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
+    _db_args(status)
+
+    imports = commands.add_parser(
+        "import",
+        help="import people and groups from an LDIF export (OpenLDAP, lldap, 389-ds)",
+        description="Import people, groups, memberships, uid/gid numbers and password hashes "
+        "from LDIF, in one transaction (nothing is written if any entry is at fault). "
+        "Re-running is idempotent; nothing is ever deleted.",
+    )
+    imports.add_argument(
+        "file", type=Path, metavar="FILE", help="LDIF file (slapcat, ldapsearch -LLL); - for stdin"
+    )
+    imports.add_argument("--format", choices=("ldif", "csv"), default="ldif", help="file format")
+    imports.add_argument("--base-dn", metavar="DN", help="import only entries under this DN")
+    _import_args(imports)
+    csv_import = commands.add_parser(
+        "import-csv",
+        help="import people and groups from a CSV spreadsheet",
+        description="Columns (header row, any order): uid (required), display_name or cn, "
+        "given_name, surname, mail, uid_number, gid_number, home_directory, login_shell, gecos, "
+        "groups (names separated by ';'), password_hash ({SSHA}..., $6$...).",
+    )
+    csv_import.add_argument(
+        "file", type=Path, metavar="FILE", help="CSV file with a header row; - for stdin"
+    )
+    _import_args(csv_import)
+    export = commands.add_parser(
+        "export", help="write people and groups as LDIF (no password hashes unless asked)"
+    )
+    _db_args(export)
+    export.add_argument("-o", "--output", type=Path, metavar="FILE", help="file (default: stdout)")
+    export.add_argument(
+        "--with-password-hashes",
+        action="store_true",
+        help="include userPassword hashes (the file is then as secret as the database)",
+    )
+    export.add_argument("--base-dn", metavar="DN", help="naming context, e.g. dc=example,dc=org")
+    completion = commands.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=("bash", "zsh"))
 
     add_admin_commands(commands)
+    add_examples(parser)
     return parser
+
+
+def _db_args(parser: argparse.ArgumentParser) -> None:
+    _config_args(parser)
+    parser.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
+    parser.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
+
+
+def _import_args(parser: argparse.ArgumentParser) -> None:
+    _db_args(parser)
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would change, write nothing"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="list unchanged entries too")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -141,7 +192,7 @@ def _db(args: argparse.Namespace, config: Config) -> int:
             return 0
         engine = make_engine(config.database_url)
         if args.db_command == "sample":
-            return _sample(config, engine)
+            return _sample(config)
         current = current_revision(engine)
         head = head_revision()
         print(f"database schema revision: {current or 'none (empty database)'}")
@@ -152,18 +203,21 @@ def _db(args: argparse.Namespace, config: Config) -> int:
         return 1
 
 
-def _sample(config: Config, engine: Any) -> int:
-    from ldapsrv.errors import SchemaOutdated
-    from ldapsrv.sample import load_sample
+def _open_directory(config: Config) -> Any:
+    """The SqlDirectory the configuration names, or an exit code after an error."""
+    from ldapsrv.errors import SchemaOutdated, StoreUnavailable
     from ldapsrv.store.directory import SqlDirectory
+    from ldapsrv.store.engine import make_engine
     from ldapsrv.store.schema_version import check_schema
 
+    config.data_dir.mkdir(parents=True, exist_ok=True)
     try:
+        engine = make_engine(config.database_url)
         check_schema(engine)
-    except SchemaOutdated as exc:
+    except (SchemaOutdated, StoreUnavailable) as exc:
         print(f"ldapsrv: error: {exc}", file=sys.stderr)
         return 1
-    directory = SqlDirectory(
+    return SqlDirectory(
         engine,
         uid_range=config.uid_range,
         gid_range=config.gid_range,
@@ -171,15 +225,67 @@ def _sample(config: Config, engine: Any) -> int:
         home_template=config.home_template,
         default_shell=config.default_shell,
     )
+
+
+def _sample(config: Config) -> int:
+    from ldapsrv.sample import load_sample
+
+    directory = _open_directory(config)
+    if isinstance(directory, int):
+        return directory
     load_sample(directory, config.bcrypt_cost, print)
     return 0
+
+
+def _migrate(args: argparse.Namespace, config: Config) -> int:
+    from ldapsrv.errors import StoreUnavailable
+    from ldapsrv.migration.commands import run_export, run_import
+
+    directory = _open_directory(config)
+    if isinstance(directory, int):
+        return directory
+    try:
+        if args.command == "export":
+            if args.output is None:
+                return run_export(
+                    directory,
+                    config.base_dn,
+                    sys.stdout,
+                    with_password_hashes=args.with_password_hashes,
+                )
+            with args.output.open("w", encoding="utf-8") as out:
+                return run_export(
+                    directory, config.base_dn, out, with_password_hashes=args.with_password_hashes
+                )
+        fmt = "csv" if args.command == "import-csv" else args.format
+        return run_import(
+            directory,
+            args.file,
+            fmt=fmt,
+            dry_run=args.dry_run,
+            base_dn=getattr(args, "base_dn", None),
+            say=print,
+            verbose=args.verbose,
+        )
+    except StoreUnavailable as exc:
+        print(f"ldapsrv: error: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"ldapsrv: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    if args.command in ("serve", "db"):
+    if args.command == "completion":
+        from ldapsrv.cli_help import bash_completion, zsh_completion
+
+        script = bash_completion if args.shell == "bash" else zsh_completion
+        print(script(parser), end="")
+        return 0
+    if args.command in ("serve", "db", "import", "import-csv", "export"):
         # The database, its WAL files and the TLS keys hold secrets: owner-only.
         os.umask(0o077)
         try:
@@ -189,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "serve":
             return _serve(config, args, argv)
-        return _db(args, config)
+        if args.command == "db":
+            return _db(args, config)
+        return _migrate(args, config)
     from ldapsrv.admin.cli import is_admin_command, run_admin_command
 
     if not is_admin_command(args):

@@ -18,6 +18,7 @@ from ldapsrv.auth.passwords import (
     PasswordRejected,
     check_password_rules,
     hash_password,
+    is_legacy_hash,
     needs_rehash,
     verify_password,
 )
@@ -142,6 +143,8 @@ class PasswordAuthenticator:
         assert credentials.password_hash is not None
         if needs_rehash(credentials.password_hash, self.cost):
             self.reader.set_password_hash(credentials.name, hash_password(password, self.cost))
+            if is_legacy_hash(credentials.password_hash):
+                self._audit(credentials.name, "user.upgrade_password_hash", credentials.name)
         return BindOutcome(credentials.name, "")
 
     def _check_token(

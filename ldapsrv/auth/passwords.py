@@ -4,6 +4,9 @@ bcrypt only reads the first 72 bytes of its input, so two long passphrases that
 share a prefix would verify against each other. Every password is therefore
 pre-hashed with SHA-256 (base64, 44 bytes) before bcrypt, and the stored hash is
 tagged with the scheme so that imported plain ``$2b$`` hashes keep working.
+Hashes imported from other servers keep their ``{SCHEME}`` prefix and are
+checked by ``legacy_hashes``; ``needs_rehash`` is true for them, so the first
+successful bind replaces them with this module's scheme.
 These functions are CPU-bound and blocking: call them off the reactor thread.
 """
 
@@ -17,6 +20,8 @@ import string
 from functools import cache
 
 import bcrypt
+
+from ldapsrv.auth.legacy_hashes import verify_legacy
 
 SCHEME = "$bcrypt-sha256$"
 MAX_PASSWORD_BYTES = 4096
@@ -57,7 +62,8 @@ def _dummy_hash(cost: int) -> bytes:
 
 def verify_password(password: bytes, stored: str | None, cost: int = 12) -> bool:
     """True when ``password`` matches ``stored``. Unknown schemes never match.
-    ``cost`` only sets the price of the decoy check when ``stored`` is None."""
+    ``cost`` sets the price of the decoy check when ``stored`` is None or a cheap
+    imported ``{SCHEME}`` hash."""
     if not password or len(password) > MAX_PASSWORD_BYTES:
         return False
     try:
@@ -70,9 +76,21 @@ def verify_password(password: bytes, stored: str | None, cost: int = 12) -> bool
             if len(password) > 72:
                 return False  # a plain bcrypt hash cannot tell long passwords apart
             return bcrypt.checkpw(password, stored.encode("ascii"))
+        if stored.startswith("{"):
+            matched = verify_legacy(password, stored)
+            # Most legacy schemes take microseconds: pay for a bcrypt check too, so
+            # that a bind to an imported account costs what one to any other does
+            # (the time must not tell which accounts exist or were just imported).
+            bcrypt.checkpw(_prehash(password), _dummy_hash(cost))
+            return matched
     except ValueError:
         return False
     return False
+
+
+def is_legacy_hash(stored: str) -> bool:
+    """True for a hash another server wrote (imported, ``{SCHEME}`` or plain bcrypt)."""
+    return stored.startswith(("{", "$2a$", "$2b$", "$2y$"))
 
 
 def needs_rehash(stored: str, cost: int) -> bool:

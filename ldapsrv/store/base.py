@@ -74,6 +74,22 @@ def check_text(label: str, value: str | None, *, posix_field: bool = False) -> s
     return value
 
 
+def check_id_number(kind: IdKind, number: object) -> int:
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise InvalidValue(f"{kind} number must be an integer, got {number!r}")
+    if not 1 <= number <= MAX_ID_NUMBER:
+        # 0 is root: a directory must never hand out root's identity.
+        raise InvalidValue(f"{kind} number must be from 1 to {MAX_ID_NUMBER}, got {number}")
+    return number
+
+
+def check_path(label: str, value: str | None) -> str | None:
+    value = check_text(label, value, posix_field=True)
+    if value is not None and not value.startswith("/"):
+        raise InvalidValue(f"{label} must be an absolute path, got {value!r}")
+    return value
+
+
 def kind_label(kind: str) -> str:
     """How messages name an account of ``kind`` ("user", "service account", ...)."""
     return _KIND_LABELS.get(AccountKind(kind), kind)
@@ -129,6 +145,7 @@ class StoreBase:
     _clock: Callable[[], datetime]
     uid_range: tuple[int, int]
     gid_range: tuple[int, int]
+    default_primary_group: str
 
     def _now(self) -> datetime:
         # Whole seconds: LDAP shows createTimestamp/modifyTimestamp to the
@@ -169,6 +186,57 @@ class StoreBase:
             )
         ).inserted_primary_key[0]  # type: ignore[index]
         return int(group_id)
+
+    def _insert_person(
+        self,
+        conn: Connection,
+        name: str,
+        uid: int,
+        gid: int,
+        now: datetime,
+        values: dict[str, Any],
+        disabled: bool = False,
+    ) -> int:
+        """Insert a person's row (``values``: the checked optional columns); its id."""
+        account_id = conn.execute(
+            insert(accounts).values(
+                uuid=str(uuid.uuid4()),
+                kind="user",
+                name=name,
+                name_lower=name.lower(),
+                disabled=disabled,
+                uid_number=uid,
+                gid_number=gid,
+                created_at=now,
+                modified_at=now,
+                **values,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        return int(account_id)
+
+    def _reserve_number(self, conn: Connection, kind: IdKind, number: int) -> None:
+        """Move counter ``kind`` past ``number`` (one assigned from outside, e.g.
+        imported) when it lies in the range ahead of the counter, so that the
+        allocator never hands it out, even after its owner is deleted."""
+        low, high = self.uid_range if kind == "uid" else self.gid_range
+        if low <= number <= high and self._lock_counter(conn, kind) <= number:
+            conn.execute(
+                update(id_allocators)
+                .where(id_allocators.c.name == kind)
+                .values(next_value=number + 1)
+            )
+
+    def _number_owner(
+        self, conn: Connection, kind: IdKind, number: int, except_id: int = 0
+    ) -> str | None:
+        """The name of the account (uid) or group (gid) holding ``number``, other
+        than the row ``except_id``; None when it is free."""
+        table = accounts if kind == "uid" else groups
+        column = accounts.c.uid_number if kind == "uid" else groups.c.gid_number
+        owner = conn.execute(
+            select(table.c.name).where(column == number, table.c.id != except_id)
+        ).scalar()
+        return None if owner is None else str(owner)
 
     def _lock_counter(self, conn: Connection, kind: IdKind) -> int:
         """Lock counter ``kind`` until the transaction ends; return its next value."""
@@ -215,3 +283,17 @@ class StoreBase:
         ids = list(ids)
         if ids:
             conn.execute(update(accounts).where(accounts.c.id.in_(ids)).values(modified_at=now))
+
+    def _ensure_group(self, conn: Connection, name: str, now: datetime) -> tuple[int, int]:
+        """(id, gid) of group ``name``, creating it with an allocated gid if missing."""
+        row = self._group_row(conn, name)
+        if row is None:
+            # Serialise creators on the gid counter's lock, then look again:
+            # another server may have created the group while we waited
+            # (READ COMMITTED lets this statement see it).
+            self._lock_counter(conn, "gid")
+            row = self._group_row(conn, name)
+        if row is not None:
+            return int(row.id), int(row.gid_number)
+        gid = self._allocate(conn, "gid")
+        return self._insert_group(conn, name, gid, None, now), gid

@@ -34,7 +34,6 @@ compares is exactly what clients see.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,11 +58,14 @@ from ldapsrv.store.base import (
     IdKind,
     StoreBase,
     account_group_names,
+    check_id_number,
+    check_path,
     check_text,
     name_key,
     related_names,
 )
 from ldapsrv.store.engine import run
+from ldapsrv.store.imports import DirectoryImport
 from ldapsrv.store.models import accounts, groups, memberships, utcnow
 from ldapsrv.store.permissions import Permissions
 from ldapsrv.store.service_accounts import ServiceAccounts
@@ -124,22 +126,6 @@ _GROUP_COLUMNS = (
 )
 
 
-def _check_id_number(kind: IdKind, number: object) -> int:
-    if isinstance(number, bool) or not isinstance(number, int):
-        raise InvalidValue(f"{kind} number must be an integer, got {number!r}")
-    if not 1 <= number <= MAX_ID_NUMBER:
-        # 0 is root: a directory must never hand out root's identity.
-        raise InvalidValue(f"{kind} number must be from 1 to {MAX_ID_NUMBER}, got {number}")
-    return number
-
-
-def _check_path(label: str, value: str | None) -> str | None:
-    value = check_text(label, value, posix_field=True)
-    if value is not None and not value.startswith("/"):
-        raise InvalidValue(f"{label} must be an absolute path, got {value!r}")
-    return value
-
-
 def _check_audit(event: AuditEvent | None) -> None:
     """Refuse bad audit details before the transaction, not halfway through it."""
     if event is not None:
@@ -155,11 +141,13 @@ def _check_range(kind: IdKind, bounds: tuple[int, int]) -> tuple[int, int]:
     return low, high
 
 
-class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures, StoreBase):
+class SqlDirectory(
+    DirectoryImport, ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures, StoreBase
+):
     """The directory's accounts, groups, tokens and grants, stored in SQL.
 
-    People and groups live here; service accounts, grants, tokens and the audit
-    trail come from their mixins (one module each). See the module docstring.
+    People and groups live here; imports, service accounts, grants, tokens and
+    the audit trail come from their mixins (one module each). See the module docstring.
     """
 
     def __init__(
@@ -184,9 +172,9 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
             raise ValueError(
                 f"home template {home_template!r} must use only the {{name}} placeholder"
             ) from exc
-        _check_path("home template", example)
+        check_path("home template", example)
         self.home_template = home_template
-        checked_shell = _check_path("default shell", default_shell)
+        checked_shell = check_path("default shell", default_shell)
         if checked_shell is None:
             raise ValueError("default shell must not be empty")
         self.default_shell = checked_shell
@@ -378,17 +366,17 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
         and the user is made a member of it, so ``id`` shows it by name.
         """
         name = validate_account_name(spec.name)
-        uid_number = None if spec.uid_number is None else _check_id_number("uid", spec.uid_number)
-        gid_number = None if spec.gid_number is None else _check_id_number("gid", spec.gid_number)
+        uid_number = None if spec.uid_number is None else check_id_number("uid", spec.uid_number)
+        gid_number = None if spec.gid_number is None else check_id_number("gid", spec.gid_number)
         values: dict[str, Any] = {
             "display_name": check_text("display name", spec.display_name),
             "given_name": check_text("given name", spec.given_name),
             "surname": check_text("surname", spec.surname),
             "mail": check_text("mail", spec.mail),
             "gecos": check_text("gecos", spec.gecos, posix_field=True),
-            "home_directory": _check_path("home directory", spec.home_directory)
+            "home_directory": check_path("home directory", spec.home_directory)
             or self.home_template.format(name=name),
-            "login_shell": _check_path("login shell", spec.login_shell) or self.default_shell,
+            "login_shell": check_path("login shell", spec.login_shell) or self.default_shell,
             "password_hash": check_text("password hash", spec.password_hash),
         }
         _check_audit(audit)
@@ -404,20 +392,7 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
                 primary_group_id, gid = self._ensure_group(conn, self.default_primary_group, now)
             # Lock order everywhere: gid counter before uid counter.
             uid = uid_number if uid_number is not None else self._allocate(conn, "uid")
-            account_id = conn.execute(
-                insert(accounts).values(
-                    uuid=str(uuid.uuid4()),
-                    kind="user",
-                    name=name,
-                    name_lower=name.lower(),
-                    disabled=False,
-                    uid_number=uid,
-                    gid_number=gid,
-                    created_at=now,
-                    modified_at=now,
-                    **values,
-                )
-            ).inserted_primary_key[0]  # type: ignore[index]
+            account_id = self._insert_person(conn, name, uid, gid, now, values)
             if primary_group_id is not None:
                 conn.execute(
                     insert(memberships).values(group_id=primary_group_id, account_id=account_id)
@@ -458,7 +433,7 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
         """Create an empty group; its gid is allocated unless given."""
         _check_audit(audit)
         name = validate_group_name(name)
-        explicit_gid = None if gid_number is None else _check_id_number("gid", gid_number)
+        explicit_gid = None if gid_number is None else check_id_number("gid", gid_number)
         checked_description = check_text("description", description)
 
         def work(conn: Connection) -> GroupRecord:
@@ -625,18 +600,10 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
         return self._group_records(conn, rows)[0]
 
     def _refuse_taken_number(self, conn: Connection, kind: IdKind, number: int) -> None:
-        if kind == "uid":
-            owner = conn.execute(
-                select(accounts.c.name).where(accounts.c.uid_number == number)
-            ).scalar()
-            if owner is not None:
-                raise AlreadyExists(f'uid number {number} is already taken by user "{owner}"')
-        else:
-            owner = conn.execute(
-                select(groups.c.name).where(groups.c.gid_number == number)
-            ).scalar()
-            if owner is not None:
-                raise AlreadyExists(f'gid number {number} is already taken by group "{owner}"')
+        owner = self._number_owner(conn, kind, number)
+        if owner is not None:
+            holder = "user" if kind == "uid" else "group"
+            raise AlreadyExists(f'{kind} number {number} is already taken by {holder} "{owner}"')
 
     def _user_id(self, conn: Connection, name: str) -> int:
         account_id = conn.execute(
@@ -658,20 +625,6 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
         if account_row is None:
             raise NotFound(f'user "{user}" not found')
         return group_row, account_row
-
-    def _ensure_group(self, conn: Connection, name: str, now: datetime) -> tuple[int, int]:
-        """(id, gid) of group ``name``, creating it with an allocated gid if missing."""
-        row = self._group_row(conn, name)
-        if row is None:
-            # Serialise creators on the gid counter's lock, then look again:
-            # another server may have created the group while we waited
-            # (READ COMMITTED lets this statement see it).
-            self._lock_counter(conn, "gid")
-            row = self._group_row(conn, name)
-        if row is not None:
-            return int(row.id), int(row.gid_number)
-        gid = self._allocate(conn, "gid")
-        return self._insert_group(conn, name, gid, None, now), gid
 
 
 __all__ = ["NewUser", "SqlDirectory"]

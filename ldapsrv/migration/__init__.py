@@ -1,0 +1,1 @@
+"""Moving a directory in and out: LDIF and CSV import, LDIF export."""
