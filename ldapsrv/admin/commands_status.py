@@ -14,9 +14,10 @@ from sqlalchemy.engine import make_url
 
 from ldapsrv import __version__
 from ldapsrv.admin.context import AdminContext, Caller
-from ldapsrv.admin.registry import Args, CommandRegistry, Json, JsonObject
+from ldapsrv.admin.registry import Access, Args, CommandRegistry, Json, JsonObject
 from ldapsrv.admin.render import iso_utc
 from ldapsrv.auth.throttle import ThrottleEntry
+from ldapsrv.directory.records import Permission
 
 
 def redacted_url(url: str) -> str:
@@ -72,4 +73,5 @@ def register(registry: CommandRegistry) -> None:
         server_status,
         (),
         "version, uptime, listeners, database, and the failed-bind throttle's state",
+        access=Access(Permission.READ_AUDIT),
     )
