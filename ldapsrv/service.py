@@ -15,8 +15,12 @@ from twisted.application import internet, service
 from twisted.internet import ssl
 from twisted.internet.task import deferLater
 
+from ldapsrv.admin.commands import build_registry
 from ldapsrv.admin.context import AdminContext
 from ldapsrv.admin.server import ControlSocketService
+from ldapsrv.api.auth import ApiAuthenticator
+from ldapsrv.api.limits import RateLimiter
+from ldapsrv.api.resource import ManagementApi, make_site
 from ldapsrv.auth.binding import PasswordAuthenticator, utcnow
 from ldapsrv.auth.internal import ensure_health_account
 from ldapsrv.auth.rotation import RotationHook, Rotator
@@ -122,6 +126,7 @@ def make_service(config: Config, reactor: Any) -> Built:
         if config.throttle_enabled
         else None
     )
+    verifier = TokenVerifier(config.token_bcrypt_cost)
     schema = load_schema()
     dit = Dit(config.base_dn)
     options = tls_options(config)
@@ -142,7 +147,7 @@ def make_service(config: Config, reactor: Any) -> Built:
             directory,
             config.bcrypt_cost,
             tokens=directory,
-            verifier=TokenVerifier(config.token_bcrypt_cost),
+            verifier=verifier,
             clock=utcnow,
             permissions=directory,
             audit=directory,
@@ -189,4 +194,22 @@ def make_service(config: Config, reactor: Any) -> Built:
         reactor, config.control_socket, config.control_socket_mode, admin
     )
     control.setServiceParent(top)
+    if config.api_enabled:
+        assert config.api_listen is not None, "load_config requires api.listen when enabled"
+        api = ManagementApi(
+            build_registry(),
+            admin,
+            ApiAuthenticator(directory, directory, verifier, utcnow, throttle),
+            address_limit=RateLimiter(config.api_rate_limit, reactor.seconds),
+            account_limit=RateLimiter(config.api_account_rate_limit, reactor.seconds),
+            sleep=lambda seconds: deferLater(reactor, seconds),
+        )
+        https: Any = internet.SSLServer(  # type: ignore[no-untyped-call]
+            config.api_listen.port,
+            make_site(api, config.api_max_body_bytes),
+            options,
+            interface=config.api_listen.host,
+        )
+        https.setServiceParent(top)
+        log.info("management API on https://%s/api/v1/", config.api_listen)
     return Built(top, directory, blocking)

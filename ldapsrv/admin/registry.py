@@ -119,6 +119,22 @@ def _type_name(value: object) -> str:
     return "an object"
 
 
+def _text_problem(value: object) -> str | None:
+    """Why a string value (or one in a list) cannot be stored, or None. JSON can
+    carry NUL characters and lone surrogates; no database column takes them."""
+    texts = value if isinstance(value, list) else [value]
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        if "\x00" in text:
+            return "must not contain NUL characters"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode (lone surrogate)"
+    return None
+
+
 class Args:
     """Validated arguments of one call, read through typed getters.
 
@@ -233,6 +249,9 @@ class Command:
                     INVALID,
                     f"argument {arg.name!r}: expected {arg.type.value}, got {_type_name(value)}",
                 )
+            problem = _text_problem(value)
+            if problem is not None:
+                raise AdminError(INVALID, f"argument {arg.name!r}: {problem}")
             for check in arg.checks:
                 try:
                     check(value)
