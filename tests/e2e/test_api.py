@@ -444,3 +444,21 @@ def test_repeated_failed_authentication_locks_the_address_out_with_429(
         assert 1 <= int(response.headers["retry-after"]) <= 60
         # Locked out: even the right token is not checked from this address.
         error_of(Api(http, "victim", good).post("server.ping"), 429, "throttled")
+
+
+def test_the_readme_ci_pipeline_mints_uses_and_revokes_a_short_lived_token(
+    server: LdapServer, account: Callable[..., Api], client: httpx.Client
+) -> None:
+    minter = account("ci-minter", "manage_tokens")
+    account("ci-sync", "manage_accounts", "manage_groups")
+    server.add_group("staff")
+    minted = minter.ok(
+        "token.create", identifier="sync-1234", user="ci-sync", intent="api", expires="15m"
+    )
+    assert minted["intent"] == "api" and minted["expiring"] is True
+    sync = Api(client, "ci-sync", minted["value"])
+    sync.ok("user.add", name="dave")
+    assert "dave" in sync.ok("group.add_member", group="staff", user="dave")["members"]
+    sync.refused("token.create", 403, "permission_denied", identifier="x", user="ci-sync")
+    assert minter.ok("token.delete", identifier="sync-1234")["deleted"] is True
+    sync.refused("server.ping", 401, "unauthorized")
