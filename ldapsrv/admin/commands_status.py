@@ -54,6 +54,8 @@ async def server_status(ctx: AdminContext, caller: Caller, args: Args) -> JsonOb
         listeners.append(f"ldap://{config.listen}")
     if config.ldaps_listen is not None:
         listeners.append(f"ldaps://{config.ldaps_listen}")
+    if config.api_enabled and config.api_listen is not None:
+        listeners.append(f"https://{config.api_listen}/api/v1")
     throttled: list[Json] = [render_throttle_entry(e) for e in entries]
     return {
         "version": __version__,

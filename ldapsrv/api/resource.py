@@ -25,7 +25,8 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from ldapsrv.admin.context import MANAGEMENT_API, AdminContext, Caller
-from ldapsrv.admin.errors import BAD_REQUEST, INTERNAL, INTERNAL_MESSAGE, AdminError, classify
+from ldapsrv.admin.errors import BAD_REQUEST, INTERNAL, INTERNAL_MESSAGE
+from ldapsrv.admin.protocol import wire_error
 from ldapsrv.admin.registry import Args, Command, CommandRegistry, JsonObject
 from ldapsrv.api.access import check_access
 from ldapsrv.api.auth import ApiAuthenticator, Principal, parse_authorization
@@ -238,8 +239,9 @@ class ManagementApi(Resource):
         try:
             result = await d
             return encode(result)
-        except Exception as exc:
-            raise _command_error(exc, command, caller) from None
+        except Exception:
+            failure = Failure()  # type: ignore[no-untyped-call]
+            raise from_admin_error(wire_error(failure, command.name, caller)) from None
 
     async def _audit(self, caller: Caller, command: Command, status: int, outcome: str) -> None:
         """Record the call (after its own change event, if any). A failure to
@@ -268,19 +270,6 @@ class ManagementApi(Resource):
             await self._context.blocking.run(self._context.service_accounts.record_audit, event)
         except Exception:
             log.failure("api: cannot record the audit event of {command}", command=command.name)
-
-
-def _command_error(exc: BaseException, command: Command, caller: Caller) -> ApiError:
-    mapped = classify(exc)
-    if mapped is None:
-        log.failure(
-            "api: command {command} by {actor} failed unexpectedly",
-            Failure(exc),  # type: ignore[no-untyped-call]
-            command=command.name,
-            actor=caller.describe(),
-        )
-        mapped = AdminError(INTERNAL, INTERNAL_MESSAGE)
-    return from_admin_error(mapped)
 
 
 def _json_arguments(request: server.Request) -> dict[str, object]:

@@ -110,6 +110,7 @@ def test_ping_and_status(admin: Api, server: LdapServer) -> None:
     assert admin.ok("server.ping")["pong"] is True
     status = admin.ok("server.status")
     assert status["base_dn"] == server.base_dn
+    assert f"https://127.0.0.1:{server.api_port}/api/v1" in status["listeners"]
     assert "password" not in status["database"] or "***" in status["database"]
 
 
