@@ -51,7 +51,7 @@ ERROR_CODES: Final = frozenset(
 REALM: Final = 'Basic realm="ldapsrv", charset="UTF-8"'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False)  # not frozen: raising sets __traceback__ and __cause__
 class ApiError(Exception):
     """A refusal with its HTTP status; ``headers`` go out with it (Retry-After...)."""
 
