@@ -56,6 +56,10 @@ class Api:
 def error_of(response: httpx.Response, status: int, code: str) -> str:
     assert response.status_code == status, f"{response.status_code} {response.text}"
     assert response.headers["content-type"] == "application/json"
+    if status == 401:  # every refused authentication carries the challenge
+        assert response.headers["www-authenticate"].startswith('Basic realm="ldapsrv"')
+    if status == 429:
+        assert int(response.headers["retry-after"]) >= 1
     error = response.json()["error"]
     assert error["code"] == code, error
     assert isinstance(error["message"], str) and error["message"]
