@@ -17,6 +17,15 @@ API_SETTINGS: dict[str, object] = {
     "account_rate_limit": 100_000,
 }
 
+#: Every management permission but the self-service one: what an API admin holds.
+ADMIN_PERMISSIONS = (
+    "manage_accounts",
+    "manage_groups",
+    "manage_tokens",
+    "manage_permissions",
+    "read_audit",
+)
+
 
 def api_client(server: LdapServer, *, timeout: float = 30.0) -> httpx.Client:
     """An HTTPS client for ``server.api_url`` trusting only the server's dev CA."""

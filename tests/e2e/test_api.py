@@ -16,16 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.api_client import API_SETTINGS, Api, api_client, api_token, error_of
-from e2e.harness import BACKENDS, LdapServer, fresh_database, start_server
+from e2e.api_client import ADMIN_PERMISSIONS, API_SETTINGS, Api, api_client, api_token, error_of
+from e2e.harness import BACKENDS, LdapServer, serving
 
-ALL_MANAGEMENT = (
-    "manage_accounts",
-    "manage_groups",
-    "manage_tokens",
-    "manage_permissions",
-    "read_audit",
-)
 ADMINS = "api-admins"
 ALICE_PASSWORD = "alice-Password-1"
 
@@ -38,17 +31,13 @@ def server(
     ``api-admins``; ``alice`` is a person with a password."""
     backend = str(request.param)
     workdir = tmp_path_factory.mktemp(f"api-{backend}")
-    with fresh_database(backend, workdir) as url:
-        started = start_server(workdir, url, settings={"api": API_SETTINGS})
-        try:
-            started.create_service_account("ci-admin")
-            started.add_group(ADMINS, ["ci-admin"])
-            for permission in ALL_MANAGEMENT:
-                started.grant(permission, group=ADMINS)
-            started.add_user("alice", ALICE_PASSWORD)
-            yield started
-        finally:
-            started.stop()
+    with serving(backend, workdir, settings={"api": API_SETTINGS}) as started:
+        started.create_service_account("ci-admin")
+        started.add_group(ADMINS, ["ci-admin"])
+        for permission in ADMIN_PERMISSIONS:
+            started.grant(permission, group=ADMINS)
+        started.add_user("alice", ALICE_PASSWORD)
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -402,22 +391,17 @@ def test_plain_http_is_not_served(server: LdapServer) -> None:
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LdapServer]:
     """SQLite; 5 requests a minute per account; an address is locked out after 3
     failed authentications (no delays, so the test stays quick)."""
-    workdir = tmp_path_factory.mktemp("api-limits")
-    with fresh_database("sqlite", workdir) as url:
-        settings: dict[str, dict[str, object]] = {
-            "api": {"enabled": True, "rate_limit": 1000, "account_rate_limit": 5},
-            "throttle": {
-                "free_failures": 10,
-                "address_lockout_failures": 3,
-                "pair_lockout_failures": 3,
-                "lockout": 60,
-            },
-        }
-        started = start_server(workdir, url, settings=settings)
-        try:
-            yield started
-        finally:
-            started.stop()
+    settings: dict[str, dict[str, object]] = {
+        "api": {"enabled": True, "rate_limit": 1000, "account_rate_limit": 5},
+        "throttle": {
+            "free_failures": 10,
+            "address_lockout_failures": 3,
+            "pair_lockout_failures": 3,
+            "lockout": 60,
+        },
+    }
+    with serving("sqlite", tmp_path_factory.mktemp("api-limits"), settings=settings) as started:
+        yield started
 
 
 def test_an_account_over_its_rate_limit_gets_429_with_retry_after(limited: LdapServer) -> None:

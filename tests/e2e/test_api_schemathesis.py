@@ -20,8 +20,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from e2e.api_client import API_SETTINGS, api_client, api_token
-from e2e.harness import BACKENDS, LdapServer, fresh_database, start_server
+from e2e.api_client import ADMIN_PERMISSIONS, API_SETTINGS, api_client, api_token
+from e2e.harness import BACKENDS, LdapServer, serving
 from ldapsrv.api.errors import ERROR_CODES
 
 EXAMPLES_PER_OPERATION = 8
@@ -34,21 +34,11 @@ def server(
 ) -> Iterator[LdapServer]:
     backend = str(request.param)
     workdir = tmp_path_factory.mktemp(f"api-fuzz-{backend}")
-    with fresh_database(backend, workdir) as url:
-        started = start_server(workdir, url, settings={"api": API_SETTINGS})
-        try:
-            started.create_service_account("fuzzer")
-            for permission in (
-                "manage_accounts",
-                "manage_groups",
-                "manage_tokens",
-                "manage_permissions",
-                "read_audit",
-            ):
-                started.grant(permission, user="fuzzer")
-            yield started
-        finally:
-            started.stop()
+    with serving(backend, workdir, settings={"api": API_SETTINGS}) as started:
+        started.create_service_account("fuzzer")
+        for permission in ADMIN_PERMISSIONS:
+            started.grant(permission, user="fuzzer")
+        yield started
 
 
 def _check(response: Any, what: str) -> None:
