@@ -91,6 +91,12 @@ class Config:
     throttle_address_lockout_failures: int
     throttle_pair_lockout_failures: int
     throttle_lockout: int
+    # [api]
+    api_enabled: bool
+    api_listen: HostPort | None
+    api_max_body_bytes: int
+    api_rate_limit: int
+    api_account_rate_limit: int
     # [logging]
     log_level: str
     log_format: str = "text"
@@ -368,6 +374,13 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
         "pair_lockout_failures": (_int_in(1, 1_000_000), 10),
         "lockout": (_int_in(1, 86400 * 7), 900),
     },
+    "api": {
+        "enabled": (_bool, False),
+        "listen": (_host_port, "127.0.0.1:8443"),
+        "max_body_bytes": (_int_in(1024, 16 * 1024 * 1024), 64 * 1024),
+        "rate_limit": (_int_in(1, 1_000_000), 300),  # requests a minute per client address
+        "account_rate_limit": (_int_in(1, 1_000_000), 120),  # requests a minute per account
+    },
     "logging": {
         "level": (_log_level, "info"),
         "format": (_log_format, "text"),
@@ -438,6 +451,8 @@ def load_config(
         raise ConfigError("server.listen and server.ldaps_listen: at least one must be set")
     if v["metrics.enabled"] and v["metrics.listen"] is None:
         raise ConfigError("metrics.listen: must be HOST:PORT when metrics.enabled is true")
+    if v["api.enabled"] and v["api.listen"] is None:
+        raise ConfigError('api.listen: must be set (e.g. "127.0.0.1:8443") when api.enabled')
     try:
         v["accounts.home_template"].format(name="x")
     except (KeyError, IndexError, ValueError) as exc:
@@ -493,6 +508,11 @@ def load_config(
         throttle_address_lockout_failures=v["throttle.address_lockout_failures"],
         throttle_pair_lockout_failures=v["throttle.pair_lockout_failures"],
         throttle_lockout=v["throttle.lockout"],
+        api_enabled=v["api.enabled"],
+        api_listen=v["api.listen"],
+        api_max_body_bytes=v["api.max_body_bytes"],
+        api_rate_limit=v["api.rate_limit"],
+        api_account_rate_limit=v["api.account_rate_limit"],
         log_level=v["logging.level"],
         log_format=v["logging.format"],
         access_log=v["logging.access_log"],

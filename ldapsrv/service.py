@@ -20,8 +20,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from ldapsrv.admin.commands import build_registry
 from ldapsrv.admin.context import AdminContext
 from ldapsrv.admin.server import ControlSocketService
+from ldapsrv.api.auth import ApiAuthenticator
+from ldapsrv.api.limits import RateLimiter
+from ldapsrv.api.resource import ManagementApi, make_site
 from ldapsrv.auth.binding import PasswordAuthenticator, utcnow
 from ldapsrv.auth.internal import ensure_health_account
 from ldapsrv.auth.rotation import RotationHook, Rotator
@@ -218,6 +222,7 @@ def make_service(
         else None
     )
     options = ReloadableTLS(tls_options(config))
+    verifier = TokenVerifier(config.token_bcrypt_cost)
     metrics = _metrics(config)
     if metrics is not None:
         metrics.watch_engine(engine)
@@ -231,25 +236,26 @@ def make_service(
         if metrics is not None:
             observers.append(metrics)
         ctx = _ldap_context(
-            config, reactor, directory, blocking, throttle, options, Observers(*observers)
+            config, reactor, directory, blocking, throttle, options, verifier, Observers(*observers)
         )
         _listeners(config, reactor, ctx, options, inherited).setServiceParent(top)
     if role is not Role.WORKER:
-        monitoring = _Monitoring(engine, metrics, connections)
-        _singletons(config, reactor, directory, blocking, throttle, monitoring).setServiceParent(
-            top
-        )
+        singles = _Singles(engine, metrics, connections, verifier, options)
+        _singletons(config, reactor, directory, blocking, throttle, singles).setServiceParent(top)
     return Built(top, directory, blocking, options, ctx)
 
 
 @dataclass(frozen=True, slots=True)
-class _Monitoring:
-    """What the singletons report from: the engine, the collectors (None when
-    metrics are off) and this process's connection count."""
+class _Singles:
+    """What the singletons share with the LDAP side of the process: the engine,
+    the collectors (None when metrics are off), this process's connection count,
+    the token verifier (its cache) and the reloadable TLS options."""
 
     engine: Any  # sqlalchemy.Engine
     metrics: Metrics | None
     connections: ConnectionCount
+    verifier: TokenVerifier
+    tls: ReloadableTLS
 
 
 def _ldap_context(
@@ -259,6 +265,7 @@ def _ldap_context(
     blocking: Blocking,
     throttle: BindThrottle | None,
     options: ReloadableTLS,
+    verifier: TokenVerifier,
     observer: Observer,
 ) -> ServerContext:
     schema = load_schema()
@@ -272,7 +279,7 @@ def _ldap_context(
             directory,
             config.bcrypt_cost,
             tokens=directory,
-            verifier=TokenVerifier(config.token_bcrypt_cost),
+            verifier=verifier,
             clock=utcnow,
             permissions=directory,
             audit=directory,
@@ -332,11 +339,11 @@ def _singletons(
     directory: SqlDirectory,
     blocking: Blocking,
     throttle: BindThrottle | None,
-    monitoring: _Monitoring,
+    singles: _Singles,
 ) -> Any:
     """What exactly one process per server runs: token rotation, expiry warnings,
     the metrics endpoint, the control socket."""
-    metrics = monitoring.metrics
+    metrics = singles.metrics
     try:
         vault = TokenVault.load_or_create(config.token_key_file)
     except VaultError as exc:
@@ -398,8 +405,8 @@ def _singletons(
         throttle=throttle,
         started_at=utcnow(),
         monitor=ServerMonitor(
-            monitoring.connections,
-            database_checker(monitoring.engine),
+            singles.connections,
+            database_checker(singles.engine),
             metrics_url=metrics_url,
             expiry_checked=expiry_checked,
         ),
@@ -408,4 +415,36 @@ def _singletons(
         reactor, config.control_socket, config.control_socket_mode, admin
     )
     control.setServiceParent(group)
+    if config.api_enabled:
+        _management_api(config, reactor, admin, directory, throttle, singles).setServiceParent(
+            group
+        )
     return group
+
+
+def _management_api(
+    config: Config,
+    reactor: Any,
+    admin: AdminContext,
+    directory: SqlDirectory,
+    throttle: BindThrottle | None,
+    singles: _Singles,
+) -> Any:
+    """The HTTPS management API: the control socket's registry for api tokens."""
+    assert config.api_listen is not None, "load_config requires api.listen when enabled"
+    api = ManagementApi(
+        build_registry(),
+        admin,
+        ApiAuthenticator(directory, directory, singles.verifier, utcnow, throttle),
+        address_limit=RateLimiter(config.api_rate_limit, reactor.seconds),
+        account_limit=RateLimiter(config.api_account_rate_limit, reactor.seconds),
+        sleep=lambda seconds: deferLater(reactor, seconds),
+    )
+    https: Any = internet.SSLServer(  # type: ignore[no-untyped-call]
+        config.api_listen.port,
+        make_site(api, config.api_max_body_bytes),
+        singles.tls,
+        interface=config.api_listen.host,
+    )
+    log.info("management API on https://%s/api/v1/", config.api_listen)
+    return https

@@ -14,6 +14,11 @@ Layout, from the wire inwards:
   schema; handlers get an ``AdminContext`` (ports to the store and the thread
   pool, config) and the kernel-verified ``Caller``.
 
+The management API (``ldapsrv.api``) serves the same registry over HTTPS:
+each command declares the management permission an API caller needs
+(``registry.Access``), and both channels run commands through
+``CommandRegistry.dispatch``.
+
 Command modules: ``commands_directory`` (people, groups),
 ``commands_service_accounts``, ``commands_tokens`` and ``commands_health``;
 ``issuing`` holds what the token commands share (expiry arguments, new token

@@ -33,6 +33,7 @@ from typing import Any, TextIO
 from ldapsrv.admin.client import DEFAULT_TIMEOUT, call
 from ldapsrv.admin.errors import AdminError
 from ldapsrv.config import ConfigError, load_config
+from ldapsrv.directory.records import Permission
 
 ADMIN_GROUPS = frozenset(
     {"user", "group", "service-account", "token", "permission", "audit", "status", "health"}
@@ -598,7 +599,7 @@ def _configure_token_list(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", metavar="NAME", help="only the tokens of this account")
 
 
-_PERMISSIONS = ("search_full_directory", "search", "reset_password")
+_PERMISSIONS = tuple(p.value for p in Permission)
 
 
 def _holder_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -612,7 +613,9 @@ def _configure_grant(parser: argparse.ArgumentParser) -> None:
         "permission",
         metavar="PERMISSION",
         choices=_PERMISSIONS,
-        help="search_full_directory, search (needs --scope) or reset_password (--scope optional)",
+        help="search_full_directory, search (needs --scope), reset_password (--scope optional), "
+        "or a management API permission (no --scope): manage_accounts, manage_groups, "
+        "manage_tokens, manage_permissions, read_audit, rotate_own_tokens",
     )
     _holder_options(parser, required=True)
     parser.add_argument("--scope", metavar="GROUP", help="the group the permission applies to")

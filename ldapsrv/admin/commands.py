@@ -17,7 +17,7 @@ from ldapsrv.admin import (
     commands_tokens,
 )
 from ldapsrv.admin.context import AdminContext, Caller
-from ldapsrv.admin.registry import Args, CommandRegistry, JsonObject
+from ldapsrv.admin.registry import Access, Args, CommandRegistry, JsonObject
 
 
 async def server_ping(ctx: AdminContext, caller: Caller, args: Args) -> JsonObject:
@@ -27,7 +27,10 @@ async def server_ping(ctx: AdminContext, caller: Caller, args: Args) -> JsonObje
 
 def build_registry() -> CommandRegistry:
     registry = CommandRegistry()
-    registry.register("server.ping", server_ping, (), "check that the server answers")
+    # Any authenticated caller may ping; health.credentials stays socket-only.
+    registry.register(
+        "server.ping", server_ping, (), "check that the server answers", access=Access(None)
+    )
     commands_directory.register(registry)
     commands_service_accounts.register(registry)
     commands_tokens.register(registry)

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from ldapsrv.admin.context import AdminContext, Caller
 from ldapsrv.admin.errors import INVALID, UNAVAILABLE, AdminError
 from ldapsrv.admin.registry import (
+    Access,
     Arg,
     Args,
     ArgType,
@@ -27,7 +28,7 @@ from ldapsrv.admin.registry import (
 )
 from ldapsrv.admin.render import iso_utc
 from ldapsrv.auth.expiry import parse_duration
-from ldapsrv.directory.records import AuditEvent, TokenRecord
+from ldapsrv.directory.records import AuditEvent, Permission, TokenRecord
 
 MAX_LIMIT = 100_000
 DEFAULT_LIMIT = 1000
@@ -109,4 +110,5 @@ def register(registry: CommandRegistry) -> None:
             Arg("limit", ArgType.INTEGER, checks=(int_range(1, MAX_LIMIT),), help="newest N"),
         ),
         "the audit trail (oldest first) and each token's last use",
+        access=Access(Permission.READ_AUDIT),
     )

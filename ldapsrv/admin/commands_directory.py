@@ -15,10 +15,12 @@ from ldapsrv.admin.errors import FORBIDDEN, INVALID, NOT_FOUND, AdminError
 from ldapsrv.admin.issuing import audit
 from ldapsrv.admin.ports import NewUser
 from ldapsrv.admin.registry import (
+    Access,
     Arg,
     Args,
     ArgType,
     CommandRegistry,
+    Handler,
     Json,
     JsonObject,
     int_range,
@@ -27,7 +29,7 @@ from ldapsrv.admin.registry import (
 )
 from ldapsrv.admin.render import render_group, render_user
 from ldapsrv.auth.passwords import PasswordRejected, hash_password
-from ldapsrv.directory.records import AccountKind, GroupRecord, UserRecord
+from ldapsrv.directory.records import AccountKind, GroupRecord, Permission, UserRecord
 from ldapsrv.errors import NotFound
 
 _ID_NUMBER = (int_range(1, 2**31 - 1),)
@@ -247,7 +249,13 @@ async def group_remove_member(ctx: AdminContext, caller: Caller, args: Args) -> 
 
 def register(registry: CommandRegistry) -> None:
     """Add the user.* and group.* commands to ``registry``."""
-    r = registry.register
+    accounts = Access(Permission.MANAGE_ACCOUNTS)
+    groups = Access(Permission.MANAGE_GROUPS)
+
+    def r(name: str, handler: Handler, args: tuple[Arg, ...], summary: str) -> None:
+        access = accounts if name.startswith("user.") else groups
+        registry.register(name, handler, args, summary, access=access)
+
     membership = (
         Arg("group", ArgType.STRING, required=True, checks=_NAME, help="group name"),
         Arg("user", ArgType.STRING, required=True, checks=_NAME, help="account name"),

@@ -9,10 +9,13 @@ every change in the store's transaction.
 
 from __future__ import annotations
 
+import functools
+
 from ldapsrv.admin.context import AdminContext, Caller
 from ldapsrv.admin.errors import FORBIDDEN, INVALID, UNAVAILABLE, AdminError
 from ldapsrv.admin.issuing import audit
 from ldapsrv.admin.registry import (
+    Access,
     Arg,
     Args,
     ArgType,
@@ -41,7 +44,9 @@ PERMISSION = Arg(
     ArgType.STRING,
     required=True,
     checks=(_known_permission,),
-    help="search_full_directory, search (needs a scope) or reset_password (scope optional)",
+    help="search_full_directory, search (needs a scope), reset_password (scope optional), "
+    "or a management permission (no scope): manage_accounts, manage_groups, manage_tokens, "
+    "manage_permissions, read_audit, rotate_own_tokens",
 )
 USER = Arg("user", ArgType.STRING, checks=_NAME, help="the account (person or service account)")
 GROUP = Arg("group", ArgType.STRING, checks=_NAME, help="the group (its members inherit it)")
@@ -62,11 +67,13 @@ def render_grant(grant: GrantRecord) -> JsonObject:
 def render_effective(effective: EffectivePermissions) -> JsonObject:
     search: list[Json] = list(sorted(effective.search_scopes))
     reset: list[Json] = list(sorted(effective.reset_password_scopes))
+    management: list[Json] = [p.value for p in sorted(effective.management)]
     return {
         "search_full_directory": effective.full_directory,
         "search_scopes": search,
         "reset_password_everyone": effective.reset_password_everyone,
         "reset_password_scopes": reset,
+        "management": management,
     }
 
 
@@ -159,12 +166,7 @@ async def permission_list(ctx: AdminContext, caller: Caller, args: Args) -> Json
 def register(registry: CommandRegistry) -> None:
     """Add the permission.* commands to ``registry``."""
     holder = (PERMISSION, USER, GROUP, SCOPE)
-    registry.register(
-        "permission.grant", permission_grant, holder, "give an account or a group a permission"
-    )
-    registry.register(
-        "permission.revoke", permission_revoke, holder, "take a permission back (same arguments)"
-    )
-    registry.register(
-        "permission.list", permission_list, (USER, GROUP), "list grants (of one account or group)"
-    )
+    r = functools.partial(registry.register, access=Access(Permission.MANAGE_PERMISSIONS))
+    r("permission.grant", permission_grant, holder, "give an account or a group a permission")
+    r("permission.revoke", permission_revoke, holder, "take a permission back (same arguments)")
+    r("permission.list", permission_list, (USER, GROUP), "list grants (of one account or group)")

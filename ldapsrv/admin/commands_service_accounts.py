@@ -13,6 +13,8 @@ way to create, change or delete one.
 
 from __future__ import annotations
 
+import functools
+
 from ldapsrv.admin.context import AdminContext, Caller
 from ldapsrv.admin.errors import ALREADY_EXISTS, AdminError
 from ldapsrv.admin.issuing import (
@@ -26,6 +28,7 @@ from ldapsrv.admin.issuing import (
     resolve_expiry,
 )
 from ldapsrv.admin.registry import (
+    Access,
     Arg,
     Args,
     ArgType,
@@ -44,7 +47,7 @@ from ldapsrv.admin.render import (
 from ldapsrv.auth.ports import TokenStore
 from ldapsrv.auth.tokens import SERVICE_ACCOUNT_TOKEN_LIFETIME
 from ldapsrv.directory.names import validate_account_name
-from ldapsrv.directory.records import TokenIntent
+from ldapsrv.directory.records import Permission, TokenIntent
 from ldapsrv.errors import NotFound
 
 NAME = Arg(
@@ -175,7 +178,7 @@ async def service_account_delete(ctx: AdminContext, caller: Caller, args: Args) 
 
 def register(registry: CommandRegistry) -> None:
     """Add the service_account.* commands to ``registry``."""
-    r = registry.register
+    r = functools.partial(registry.register, access=Access(Permission.MANAGE_ACCOUNTS))
     r(
         "service_account.create",
         service_account_create,

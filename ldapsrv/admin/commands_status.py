@@ -17,9 +17,10 @@ from sqlalchemy.engine import make_url
 
 from ldapsrv import __version__
 from ldapsrv.admin.context import AdminContext, Caller
-from ldapsrv.admin.registry import Args, CommandRegistry, Json, JsonObject
+from ldapsrv.admin.registry import Access, Args, CommandRegistry, Json, JsonObject
 from ldapsrv.admin.render import iso_utc
 from ldapsrv.auth.throttle import ThrottleEntry
+from ldapsrv.directory.records import Permission
 from ldapsrv.observability.expiry import ExpiryReport, check_expiries, warn
 from ldapsrv.observability.monitor import DatabaseCheck
 from ldapsrv.store.engine import backend_name
@@ -111,6 +112,8 @@ async def server_status(ctx: AdminContext, caller: Caller, args: Args) -> JsonOb
         listeners.append(f"ldap://{config.listen}")
     if config.ldaps_listen is not None:
         listeners.append(f"ldaps://{config.ldaps_listen}")
+    if config.api_enabled and config.api_listen is not None:
+        listeners.append(f"https://{config.api_listen}/api/v1")
     throttled: list[Json] = [render_throttle_entry(e) for e in entries]
     return {
         "version": __version__,
@@ -140,4 +143,5 @@ def register(registry: CommandRegistry) -> None:
         (),
         "version, uptime, listeners, database, connections, workers, certificate and "
         "token expiries, and the failed-bind throttle's state",
+        access=Access(Permission.READ_AUDIT),
     )

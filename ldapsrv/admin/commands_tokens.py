@@ -10,6 +10,8 @@ bcrypt hash nor the encrypted copy can leak by accident.
 
 from __future__ import annotations
 
+import functools
+
 from ldapsrv.admin.context import AdminContext, Caller
 from ldapsrv.admin.errors import FORBIDDEN, UNAVAILABLE, AdminError
 from ldapsrv.admin.issuing import (
@@ -24,6 +26,7 @@ from ldapsrv.admin.issuing import (
     resolve_expiry,
 )
 from ldapsrv.admin.registry import (
+    Access,
     Arg,
     Args,
     ArgType,
@@ -36,7 +39,7 @@ from ldapsrv.admin.registry import (
 from ldapsrv.admin.render import iso_utc, render_token, token_viewable
 from ldapsrv.auth.tokens import DEFAULT_LIFETIME
 from ldapsrv.auth.vault import VaultError
-from ldapsrv.directory.records import AccountKind, TokenIntent, TokenRecord
+from ldapsrv.directory.records import AccountKind, Permission, TokenIntent, TokenRecord
 from ldapsrv.errors import NotFound
 
 _INTENTS = tuple(i.value for i in TokenIntent)
@@ -195,9 +198,18 @@ async def token_rotate(ctx: AdminContext, caller: Caller, args: Args) -> JsonObj
     return result
 
 
+def token_owner(ctx: AdminContext, args: Args) -> str | None:
+    """Blocking: the account the token named by ``identifier`` belongs to, or None
+    when there is no such token (a self-service caller learns nothing more)."""
+    try:
+        return ctx.tokens.get_token(args.string("identifier")).account_name
+    except NotFound:
+        return None
+
+
 def register(registry: CommandRegistry) -> None:
     """Add the token.* commands to ``registry``."""
-    r = registry.register
+    r = functools.partial(registry.register, access=Access(Permission.MANAGE_TOKENS))
     r(
         "token.create",
         token_create,
@@ -220,4 +232,12 @@ def register(registry: CommandRegistry) -> None:
     r("token.show", token_show, (IDENTIFIER,), "show one token's metadata, not its value")
     r("token.view", token_view, (IDENTIFIER,), "show a token's current value")
     r("token.delete", token_delete, (IDENTIFIER,), "revoke a token at once")
-    r("token.rotate", token_rotate, (IDENTIFIER,), "give a token a new value, same settings")
+    r(
+        "token.rotate",
+        token_rotate,
+        (IDENTIFIER,),
+        "give a token a new value, same settings",
+        access=Access(
+            Permission.MANAGE_TOKENS, own=Permission.ROTATE_OWN_TOKENS, owner=token_owner
+        ),
+    )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the vault pulls in cryptography; handlers import it where t
     from ldapsrv.observability.monitor import ServerMonitor
 
 CONTROL_SOCKET: str = "control-socket"
+MANAGEMENT_API: str = "api"
 
 
 def utc_now() -> datetime:
@@ -29,16 +30,22 @@ class Caller:
 
     On the control socket the kernel vouches for uid/gid/pid (SO_PEERCRED), so
     they are facts, not claims; None where the platform cannot tell (or in
-    tests over an in-memory transport). Other channels (a management API)
-    will add their own identity fields.
+    tests over an in-memory transport). On the management API the caller is
+    the authenticated ``account``, the public ``token`` identifier it used
+    (never the secret) and the client ``address``.
     """
 
     channel: str
     uid: int | None = None
     gid: int | None = None
     pid: int | None = None
+    account: str | None = None
+    token: str | None = None
+    address: str | None = None
 
     def describe(self) -> str:
+        if self.account is not None:
+            return f"{self.channel} account={self.account} token={self.token}"
         return f"{self.channel} uid={self.uid} gid={self.gid} pid={self.pid}"
 
 

@@ -121,7 +121,7 @@ def refuse_internal_account(kind: AccountKind, account: str, done: str) -> None:
         raise AdminError(
             FORBIDDEN,
             f"{account!r} is an internal service account that ldapsrv manages itself; "
-            f"it cannot be {done} through the control socket",
+            f"it cannot be {done}, neither on the control socket nor on the management API",
         )
 
 
@@ -132,7 +132,7 @@ def refuse_internal_token(token: TokenRecord, done: str) -> None:
             FORBIDDEN,
             f"token {token.identifier!r} belongs to the internal service account "
             f"{token.account_name!r}, which ldapsrv manages itself; it cannot be {done} "
-            "through the control socket",
+            "neither on the control socket nor on the management API",
         )
 
 

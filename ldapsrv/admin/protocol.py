@@ -60,7 +60,8 @@ def error_message(request_id: Json, kind: str, message: str) -> JsonObject:
 
 
 def wire_error(failure: Failure, command: str, caller: Caller) -> AdminError:
-    """The single place where a failed command becomes a wire error.
+    """The single place where a failed command becomes a wire error (on the
+    control socket and the management API alike).
 
     Domain errors keep their (admin-readable) message; anything unexpected is
     logged here with its traceback and answered with a generic message, so no
@@ -71,7 +72,7 @@ def wire_error(failure: Failure, command: str, caller: Caller) -> AdminError:
     if mapped is not None:
         return mapped
     log.failure(
-        "control socket: command {command} from {caller} failed unexpectedly",
+        "admin command {command} from {caller} failed unexpectedly",
         failure,
         command=command,
         caller=caller.describe(),

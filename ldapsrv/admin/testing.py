@@ -29,6 +29,7 @@ from ldapsrv.admin.ports import NewUser
 from ldapsrv.auth.ports import NewSecret, NewToken
 from ldapsrv.directory.names import validate_account_name, validate_group_name
 from ldapsrv.directory.records import (
+    MANAGEMENT_PERMISSIONS,
     AccountKind,
     AuditEvent,
     EffectivePermissions,
@@ -435,6 +436,8 @@ class InMemoryDirectory(InMemoryTokenTable):
             raise InvalidValue("permission 'search' needs a scope group")
         if shape and perm is Permission.SEARCH_FULL_DIRECTORY and scope_group is not None:
             raise InvalidValue("permission 'search_full_directory' takes no scope group")
+        if shape and perm in MANAGEMENT_PERMISSIONS and scope_group is not None:
+            raise InvalidValue(f"permission '{perm.value}' is a management permission")
         account_key = group_key = scope_key = None
         if account is not None:
             account_key = account.lower()
@@ -520,6 +523,7 @@ class InMemoryDirectory(InMemoryTokenTable):
                 reset_password_scopes=frozenset(
                     r[4] for r in held if r[1] is Permission.RESET_PASSWORD and r[4] is not None
                 ),
+                management=frozenset(r[1] for r in held if r[1] in MANAGEMENT_PERMISSIONS),
             )
 
     def is_member(self, group_name: str, account_name: str) -> bool:

@@ -122,6 +122,26 @@ class Permission(StrEnum):
     SEARCH_FULL_DIRECTORY = "search_full_directory"  # see every entry
     SEARCH = "search"  # scoped to a group: see that group and its members
     RESET_PASSWORD = "reset_password"  # set people's passwords (optionally scoped)
+    # Management permissions: what a caller of the management API may do (never scoped).
+    MANAGE_ACCOUNTS = "manage_accounts"  # people and service accounts
+    MANAGE_GROUPS = "manage_groups"  # groups and their members
+    MANAGE_TOKENS = "manage_tokens"  # anyone's tokens (but the server's own)
+    MANAGE_PERMISSIONS = "manage_permissions"  # grant and revoke permissions
+    READ_AUDIT = "read_audit"  # the audit trail and the server's status
+    ROTATE_OWN_TOKENS = "rotate_own_tokens"  # rotate the tokens of the caller's own account
+
+
+MANAGEMENT_PERMISSIONS = frozenset(
+    {
+        Permission.MANAGE_ACCOUNTS,
+        Permission.MANAGE_GROUPS,
+        Permission.MANAGE_TOKENS,
+        Permission.MANAGE_PERMISSIONS,
+        Permission.READ_AUDIT,
+        Permission.ROTATE_OWN_TOKENS,
+    }
+)
+"""Permissions that decide management API calls; they never take a scope group."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +164,4 @@ class EffectivePermissions:
     search_scopes: frozenset[str] = frozenset()  # lower-case group names
     reset_password_everyone: bool = False
     reset_password_scopes: frozenset[str] = frozenset()
+    management: frozenset[Permission] = frozenset()  # of MANAGEMENT_PERMISSIONS

@@ -64,7 +64,17 @@ attributes (migration 0002 widened the CHECK to them)."""
 TOKEN_INTENTS = ("app_password", "api")
 """Intents the ``tokens.intent`` CHECK allows (``TokenIntent`` values)."""
 
-PERMISSIONS = ("search_full_directory", "search", "reset_password")
+PERMISSIONS = (
+    "search_full_directory",
+    "search",
+    "reset_password",
+    "manage_accounts",
+    "manage_groups",
+    "manage_tokens",
+    "manage_permissions",
+    "read_audit",
+    "rotate_own_tokens",
+)
 """Permissions the ``grants.permission`` CHECK allows (``Permission`` values)."""
 
 GRANT_ONE_SUBJECT = (

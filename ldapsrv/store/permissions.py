@@ -26,6 +26,7 @@ from sqlalchemy import delete, exists, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.records import (
+    MANAGEMENT_PERMISSIONS,
     AccountKind,
     AuditEvent,
     EffectivePermissions,
@@ -60,6 +61,11 @@ def _check_shape(
         raise InvalidValue(
             "permission 'search' needs a scope group (the group whose entries it shows); "
             "use 'search_full_directory' to see everything"
+        )
+    if permission in MANAGEMENT_PERMISSIONS and scope_group is not None:
+        raise InvalidValue(
+            f"permission '{permission.value}' is a management permission and takes no "
+            "scope group: it applies to the whole directory"
         )
     if permission is Permission.SEARCH_FULL_DIRECTORY and scope_group is not None:
         raise InvalidValue(
@@ -315,8 +321,11 @@ class Permissions(AuditLog):
             full = reset_all = False
             search_scopes: set[str] = set()
             reset_scopes: set[str] = set()
+            management: set[Permission] = set()
             for permission, scope_name in rows:
-                if permission == Permission.SEARCH_FULL_DIRECTORY:
+                if permission in MANAGEMENT_PERMISSIONS:
+                    management.add(Permission(permission))
+                elif permission == Permission.SEARCH_FULL_DIRECTORY:
                     full = True
                 elif permission == Permission.SEARCH and scope_name is not None:
                     search_scopes.add(scope_name)
@@ -330,6 +339,7 @@ class Permissions(AuditLog):
                 search_scopes=frozenset(search_scopes),
                 reset_password_everyone=reset_all,
                 reset_password_scopes=frozenset(reset_scopes),
+                management=frozenset(management),
             )
 
         return run(self.engine, work, write=False)

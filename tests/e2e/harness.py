@@ -302,6 +302,7 @@ class LdapServer:
     ldaps_port: int
     base_dn: str = BASE_DN
     host: str = LOOPBACK
+    api_port: int = 0  # the management API's port when [api] enabled = true
 
     @property
     def stdout_path(self) -> Path:
@@ -319,6 +320,11 @@ class LdapServer:
     @property
     def ldaps_url(self) -> str:
         return f"ldaps://{self.host}:{self.ldaps_port}"
+
+    @property
+    def api_url(self) -> str:
+        """``https://127.0.0.1:PORT/api/v1`` (the API must be enabled in the settings)."""
+        return f"https://{self.host}:{self.api_port}/api/v1"
 
     @property
     def ca_path(self) -> Path:
@@ -575,7 +581,7 @@ def _start(
 
     last_error: ServerStartError | None = None
     for _ in range(attempts):
-        ldap_port, ldaps_port = free_ports(2)
+        ldap_port, ldaps_port, api_port = free_ports(3)
         argv = [
             *LDAPSRV_COMMAND,
             "serve",
@@ -593,7 +599,8 @@ def _start(
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                env=hermetic_env(),
+                # Only takes effect where the settings enable [api].
+                env=hermetic_env({"LDAPSRV_API_LISTEN": f"{LOOPBACK}:{api_port}"}),
                 cwd=workdir,
             )
         server = LdapServer(
@@ -606,6 +613,7 @@ def _start(
             ldap_port=ldap_port,
             ldaps_port=ldaps_port,
             base_dn=base_dn,
+            api_port=api_port,
         )
         try:
             _wait_ready(server, timeout)

@@ -77,6 +77,7 @@ class TestPermissionCommands:
         admin.call("group.add_member", group="staff", user="alice")
         admin.call("permission.grant", permission="search_full_directory", group="staff")
         admin.call("permission.grant", permission="reset_password", user="alice", scope="staff")
+        admin.call("permission.grant", permission="manage_tokens", group="staff")
         listed = admin.call("permission.list", user="alice")
         assert [g["permission"] for g in listed["grants"]] == ["reset_password"]
         assert listed["effective"] == {
@@ -84,7 +85,15 @@ class TestPermissionCommands:
             "search_scopes": [],
             "reset_password_everyone": False,
             "reset_password_scopes": ["staff"],
+            "management": ["manage_tokens"],
         }
+
+    def test_a_management_permission_takes_no_scope(self, admin: AdminHarness) -> None:
+        err = admin.error(
+            "permission.grant", permission="manage_groups", user="alice", scope="staff"
+        )
+        assert err.kind == "invalid"
+        assert "manage_groups" in err.message
 
     def test_internal_service_accounts_are_refused_with_the_rule(self, admin: AdminHarness) -> None:
         err = admin.error("permission.grant", permission="search_full_directory", user="health")

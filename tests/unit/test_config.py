@@ -175,3 +175,27 @@ def test_config_is_frozen() -> None:
     config = load_config(environ={})
     with pytest.raises(AttributeError):
         config.base_dn = "dc=other"  # type: ignore[misc]
+
+
+def test_the_management_api_is_off_by_default_and_configurable(tmp_path: Path) -> None:
+    config = load_config(None, environ={})
+    assert config.api_enabled is False
+    assert config.api_listen == HostPort("127.0.0.1", 8443)
+    assert (config.api_max_body_bytes, config.api_rate_limit) == (65536, 300)
+    assert config.api_account_rate_limit == 120
+    text = '[api]\nenabled = true\nlisten = "[::1]:9443"\nmax_body_bytes = 4096\n'
+    config = load(text, tmp_path, environ={"LDAPSRV_API_ACCOUNT_RATE_LIMIT": "7"})
+    assert config.api_enabled is True and config.api_listen == HostPort("::1", 9443)
+    assert (config.api_max_body_bytes, config.api_account_rate_limit) == (4096, 7)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('[api]\nenabled = true\nlisten = ""\n', "api.listen: must be set"),
+        ("[api]\nmax_body_bytes = 10\n", "api.max_body_bytes: expected an integer from 1024"),
+        ("[api]\nrate_limit = 0\n", "api.rate_limit: expected an integer from 1"),
+    ],
+)
+def test_bad_api_settings_name_their_key(tmp_path: Path, text: str, fragment: str) -> None:
+    assert fragment in error_of(tmp_path, text)
