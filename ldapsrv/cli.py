@@ -2,6 +2,7 @@
 
 ldapsrv serve [--config FILE] [overrides]   run the server
 ldapsrv db upgrade [--config FILE]          create or migrate the database schema
+ldapsrv db backup PATH / db restore PATH    online copy of a SQLite store, and back
 ldapsrv user ... / ldapsrv group ...        manage the directory over the control socket
 """
 
@@ -74,8 +75,32 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
     status.add_argument("--data-dir", metavar="DIR", help="data directory (default SQLite file)")
 
+    _backup_commands(db_commands)
     add_admin_commands(commands)
     return parser
+
+
+def _backup_commands(db_commands: Any) -> None:
+    backup = db_commands.add_parser(
+        "backup",
+        help="copy the SQLite database while servers run (PostgreSQL/MariaDB: prints how)",
+    )
+    restore = db_commands.add_parser(
+        "restore", help="replace the SQLite database with a backup (refused while serving)"
+    )
+    for command in (backup, restore):
+        _config_args(command)
+        command.add_argument("--database", metavar="URL", help="SQLAlchemy database URL")
+        command.add_argument("--data-dir", metavar="DIR", help="data directory (SQLite file)")
+    backup.add_argument("path", type=Path, metavar="PATH", help="file to write (mode 0600)")
+    backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    restore.add_argument("path", type=Path, metavar="PATH", help="a file 'db backup' wrote")
+    restore.add_argument(
+        "--control-socket", metavar="PATH", help="the server's control socket (to detect it)"
+    )
+    restore.add_argument(
+        "--force", action="store_true", help="restore even while a server is running"
+    )
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -148,6 +173,8 @@ def _db(args: argparse.Namespace, config: Config) -> int:
     from ldapsrv.store.schema_version import current_revision, head_revision, upgrade
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.db_command in ("backup", "restore"):
+        return _backup_or_restore(args, config)
     try:
         if args.db_command == "upgrade":
             revision = upgrade(config.database_url)
@@ -164,6 +191,37 @@ def _db(args: argparse.Namespace, config: Config) -> int:
     except StoreUnavailable as exc:
         print(f"ldapsrv: error: cannot reach the database: {exc}", file=sys.stderr)
         return 1
+
+
+def _backup_or_restore(args: argparse.Namespace, config: Config) -> int:
+    from alembic.script import ScriptDirectory
+
+    from ldapsrv.store import backup
+    from ldapsrv.store.engine import backend_name
+    from ldapsrv.store.schema_version import alembic_config
+
+    if backend_name(config.database_url) != "sqlite":
+        print(backup.dump_instructions(config.database_url), file=sys.stderr)
+        return 2
+    try:
+        if args.db_command == "backup":
+            info = backup.backup(config.database_url, args.path, overwrite=args.force)
+            print(f"backed up to {info.path} ({info.size} bytes, schema revision {info.revision})")
+            return 0
+        known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+        info = backup.restore(
+            config.database_url,
+            args.path,
+            known_revisions=known,
+            control_socket=config.control_socket,
+            force=args.force,
+        )
+    except backup.BackupError as exc:
+        print(f"ldapsrv: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {info.path} from {args.path} (schema revision {info.revision})")
+    print('run "ldapsrv db status" (and "ldapsrv db upgrade" if it asks) before serving')
+    return 0
 
 
 def _sample(config: Config, engine: Any) -> int:
