@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import Engine
 from twisted.application import internet, service
 from twisted.internet import ssl
 from twisted.internet.task import deferLater
@@ -78,6 +79,33 @@ def throttle_policy(config: Config) -> ThrottlePolicy:
     )
 
 
+def _directory(config: Config, engine: Engine) -> SqlDirectory:
+    return SqlDirectory(
+        engine,
+        uid_range=config.uid_range,
+        gid_range=config.gid_range,
+        default_primary_group=config.default_primary_group,
+        home_template=config.home_template,
+        default_shell=config.default_shell,
+    )
+
+
+def _search_reader(config: Config, primary: SqlDirectory) -> SqlDirectory:
+    """Where searches read: the read replica when one is configured, else the primary.
+    Binds, token checks, throttling, rotation, the control socket and every write stay
+    on the primary (``directory``), so a lagging replica never lets a revoked token in."""
+    if config.database_replica_url is None:
+        return primary
+    engine = make_engine(config.database_replica_url, pool_size=config.database_pool_size)
+    try:
+        check_schema(engine)
+    except SchemaOutdated as exc:
+        raise StartupError(f"read replica: {exc}") from exc
+    except StoreUnavailable as exc:
+        raise StartupError(f"cannot reach the read replica: {exc}") from exc
+    return _directory(config, engine)
+
+
 def make_service(config: Config, reactor: Any) -> Built:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url, pool_size=config.database_pool_size)
@@ -87,14 +115,7 @@ def make_service(config: Config, reactor: Any) -> Built:
         raise StartupError(str(exc)) from exc
     except StoreUnavailable as exc:
         raise StartupError(f"cannot reach the database: {exc}") from exc
-    directory = SqlDirectory(
-        engine,
-        uid_range=config.uid_range,
-        gid_range=config.gid_range,
-        default_primary_group=config.default_primary_group,
-        home_template=config.home_template,
-        default_shell=config.default_shell,
-    )
+    directory = _directory(config, engine)
     blocking = Blocking(reactor, config.worker_threads)
     try:
         vault = TokenVault.load_or_create(config.token_key_file)
@@ -124,6 +145,7 @@ def make_service(config: Config, reactor: Any) -> Built:
     )
     schema = load_schema()
     dit = Dit(config.base_dn)
+    search_reader = _search_reader(config, directory)
     options = tls_options(config)
     ctx = ServerContext(
         settings=ServerSettings(
@@ -137,7 +159,7 @@ def make_service(config: Config, reactor: Any) -> Built:
         ),
         dit=dit,
         schema=schema,
-        engine=SearchEngine(dit, schema, directory, blocking, config.search_batch_size),
+        engine=SearchEngine(dit, schema, search_reader, blocking, config.search_batch_size),
         authenticator=PasswordAuthenticator(
             directory,
             config.bcrypt_cost,
