@@ -9,6 +9,7 @@ is bounded by a timeout.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,13 @@ from ldaptor.protocols import pureber, pureldap
 from ldapsrv.ldap.framing import PDUFramer
 
 NOTICE_OF_DISCONNECTION_OID = b"1.3.6.1.4.1.1466.20036"
+
+#: What must never reach a client in a diagnostic message: tracebacks, source paths,
+#: driver names, SQL.
+INTERNALS = re.compile(
+    r"Traceback|File \"|\.py\b|/usr/|/work/|site-packages|sqlalchemy|sqlite3|psycopg|pymysql"
+    r"|SELECT |INSERT |UPDATE .* SET|\bFROM [a-z_]+\b WHERE"
+)
 FINAL_RESPONSES = (
     pureldap.LDAPBindResponse,
     pureldap.LDAPSearchResultDone,
