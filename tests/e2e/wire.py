@@ -40,15 +40,19 @@ FINAL_RESPONSES = (
 )
 
 
-def decode_response(pdu: bytes) -> Any:
-    """One LDAPMessage decoded by ldaptor; raises if it is not well formed."""
-    context = pureldap.LDAPBERDecoderContext_TopLevel(
+def ldaptor_decoder() -> Any:
+    """ldaptor's decoder context for whole LDAPMessages, as its client uses it."""
+    return pureldap.LDAPBERDecoderContext_TopLevel(
         inherit=pureldap.LDAPBERDecoderContext_LDAPMessage(
             fallback=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()),
             inherit=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()),
         )
     )
-    message, used = pureber.berDecodeObject(context, pdu)
+
+
+def decode_response(pdu: bytes) -> Any:
+    """One LDAPMessage decoded by ldaptor; raises if it is not well formed."""
+    message, used = pureber.berDecodeObject(ldaptor_decoder(), pdu)
     if message is None or used != len(pdu):
         raise AssertionError(f"malformed response PDU: {pdu[:64].hex()}")
     return message
