@@ -5,6 +5,7 @@ ldapsrv db upgrade [--config FILE]          create or migrate the database schem
 ldapsrv import FILE.ldif / import-csv FILE   move people and groups in from another server
 ldapsrv export [-o FILE]                    people and groups as LDIF
 ldapsrv completion bash|zsh                 shell completion script
+ldapsrv db backup PATH / db restore PATH    online copy of a SQLite store, and back
 ldapsrv user ... / ldapsrv group ...        manage the directory over the control socket
 """
 
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     completion = commands.add_parser("completion", help="print a shell completion script")
     completion.add_argument("shell", choices=("bash", "zsh"))
 
+    _backup_commands(db_commands)
     add_admin_commands(commands)
     add_examples(parser)
     return parser
@@ -129,6 +131,27 @@ def _import_args(parser: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="report what would change, write nothing"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="list unchanged entries too")
+
+
+def _backup_commands(db_commands: Any) -> None:
+    backup = db_commands.add_parser(
+        "backup",
+        help="copy the SQLite database while servers run (PostgreSQL/MariaDB: prints how)",
+    )
+    restore = db_commands.add_parser(
+        "restore", help="replace the SQLite database with a backup (refused while serving)"
+    )
+    for command in (backup, restore):
+        _db_args(command)
+    backup.add_argument("path", type=Path, metavar="PATH", help="file to write (mode 0600)")
+    backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    restore.add_argument("path", type=Path, metavar="PATH", help="a file 'db backup' wrote")
+    restore.add_argument(
+        "--control-socket", metavar="PATH", help="the server's control socket (to detect it)"
+    )
+    restore.add_argument(
+        "--force", action="store_true", help="restore even while a server is running"
+    )
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -185,6 +208,8 @@ def _db(args: argparse.Namespace, config: Config) -> int:
     from ldapsrv.store.schema_version import current_revision, head_revision, upgrade
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.db_command in ("backup", "restore"):
+        return _backup_or_restore(args, config)
     try:
         if args.db_command == "upgrade":
             revision = upgrade(config.database_url)
@@ -203,10 +228,41 @@ def _db(args: argparse.Namespace, config: Config) -> int:
         return 1
 
 
+def _backup_or_restore(args: argparse.Namespace, config: Config) -> int:
+    from alembic.script import ScriptDirectory
+
+    from ldapsrv.store import backup
+    from ldapsrv.store.engine import backend_name
+    from ldapsrv.store.schema_version import alembic_config
+
+    if backend_name(config.database_url) != "sqlite":
+        print(backup.dump_instructions(config.database_url), file=sys.stderr)
+        return 2
+    try:
+        if args.db_command == "backup":
+            info = backup.backup(config.database_url, args.path, overwrite=args.force)
+            print(f"backed up to {info.path} ({info.size} bytes, schema revision {info.revision})")
+            return 0
+        known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+        info = backup.restore(
+            config.database_url,
+            args.path,
+            known_revisions=known,
+            control_socket=config.control_socket,
+            force=args.force,
+        )
+    except backup.BackupError as exc:
+        print(f"ldapsrv: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {info.path} from {args.path} (schema revision {info.revision})")
+    print('run "ldapsrv db status" (and "ldapsrv db upgrade" if it asks) before serving')
+    return 0
+
+
 def _open_directory(config: Config) -> Any:
     """The SqlDirectory the configuration names, or an exit code after an error."""
     from ldapsrv.errors import SchemaOutdated, StoreUnavailable
-    from ldapsrv.store.directory import SqlDirectory
+    from ldapsrv.service import open_directory
     from ldapsrv.store.engine import make_engine
     from ldapsrv.store.schema_version import check_schema
 
@@ -217,14 +273,7 @@ def _open_directory(config: Config) -> Any:
     except (SchemaOutdated, StoreUnavailable) as exc:
         print(f"ldapsrv: error: {exc}", file=sys.stderr)
         return 1
-    return SqlDirectory(
-        engine,
-        uid_range=config.uid_range,
-        gid_range=config.gid_range,
-        default_primary_group=config.default_primary_group,
-        home_template=config.home_template,
-        default_shell=config.default_shell,
-    )
+    return open_directory(config, engine)
 
 
 def _sample(config: Config) -> int:

@@ -51,6 +51,7 @@ class Config:
     # [database]
     database_url: str
     database_pool_size: int
+    database_replica_url: str | None
     # [limits]
     max_pdu_bytes: int
     max_filter_depth: int
@@ -174,6 +175,25 @@ def _nonempty(key: str, raw: object) -> str:
 def _path_or_none(key: str, raw: object) -> Path | None:
     text = _string(key, raw)
     return Path(text) if text else None
+
+
+def _database_url_or_none(key: str, raw: object) -> str | None:
+    text = _string(key, raw).strip()
+    if not text:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        backend = make_url(text).get_backend_name()
+    except ArgumentError:
+        backend = ""
+    if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
+        raise ConfigError(
+            f"{key}: expected a database URL such as "
+            '"postgresql+psycopg2://ldapsrv@replica.example/ldapsrv", or "" for none'
+        )
+    return text
 
 
 def _range(key: str, raw: object) -> tuple[int, int]:
@@ -328,6 +348,7 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
     "database": {
         "url": (_string, ""),  # "" -> sqlite:///<data_dir>/ldapsrv.db
         "pool_size": (_int_in(1, 200), 8),
+        "replica_url": (_database_url_or_none, ""),  # "" -> searches on the primary
     },
     "limits": {
         "max_pdu_bytes": (_int_in(1024, 256 * 1024 * 1024), 1024 * 1024),
@@ -473,6 +494,7 @@ def load_config(
         tls_key=tls_key,
         database_url=v["database.url"] or f"sqlite:///{(data_dir / 'ldapsrv.db').resolve()}",
         database_pool_size=v["database.pool_size"],
+        database_replica_url=v["database.replica_url"],
         max_pdu_bytes=v["limits.max_pdu_bytes"],
         max_filter_depth=v["limits.max_filter_depth"],
         size_limit=v["limits.size_limit"],

@@ -28,5 +28,10 @@ class StoreUnavailable(DomainError):
     """The database cannot be reached or answered with an operational error."""
 
 
+class StoreBusy(StoreUnavailable):
+    """The database is there but locked by someone else for longer than we wait
+    (a SQLite file held by another writer or a backup tool): try again shortly."""
+
+
 class SchemaOutdated(DomainError):
     """The database schema is older than this code: run ``ldapsrv db upgrade``."""

@@ -14,6 +14,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Engine
 from twisted.application import internet, service
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred
@@ -92,6 +93,34 @@ def throttle_policy(config: Config) -> ThrottlePolicy:
         pair_lockout_failures=config.throttle_pair_lockout_failures,
         lockout=timedelta(seconds=config.throttle_lockout),
     )
+
+
+def open_directory(config: Config, engine: Engine) -> SqlDirectory:
+    """The store as the configuration shapes it (id ranges, defaults for new people)."""
+    return SqlDirectory(
+        engine,
+        uid_range=config.uid_range,
+        gid_range=config.gid_range,
+        default_primary_group=config.default_primary_group,
+        home_template=config.home_template,
+        default_shell=config.default_shell,
+    )
+
+
+def _search_reader(config: Config, primary: SqlDirectory) -> SqlDirectory:
+    """Where searches read: the read replica when one is configured, else the primary.
+    Binds, token checks, throttling, rotation, the control socket and every write stay
+    on the primary (``directory``), so a lagging replica never lets a revoked token in."""
+    if config.database_replica_url is None:
+        return primary
+    engine = make_engine(config.database_replica_url, pool_size=config.database_pool_size)
+    try:
+        check_schema(engine)
+    except SchemaOutdated as exc:
+        raise StartupError(f"read replica: {exc}") from exc
+    except StoreUnavailable as exc:
+        raise StartupError(f"cannot reach the read replica: {exc}") from exc
+    return open_directory(config, engine)
 
 
 def _metrics(config: Config) -> Metrics | None:
@@ -207,14 +236,7 @@ def make_service(
         raise StartupError(str(exc)) from exc
     except StoreUnavailable as exc:
         raise StartupError(f"cannot reach the database: {exc}") from exc
-    directory = SqlDirectory(
-        engine,
-        uid_range=config.uid_range,
-        gid_range=config.gid_range,
-        default_primary_group=config.default_primary_group,
-        home_template=config.home_template,
-        default_shell=config.default_shell,
-    )
+    directory = open_directory(config, engine)
     blocking = Blocking(reactor, config.worker_threads)
     throttle = (
         BindThrottle(directory, throttle_policy(config), utcnow)
@@ -236,7 +258,15 @@ def make_service(
         if metrics is not None:
             observers.append(metrics)
         ctx = _ldap_context(
-            config, reactor, directory, blocking, throttle, options, verifier, Observers(*observers)
+            config,
+            reactor,
+            directory,
+            _search_reader(config, directory),
+            blocking,
+            throttle,
+            options,
+            verifier,
+            Observers(*observers),
         )
         _listeners(config, reactor, ctx, options, inherited).setServiceParent(top)
     if role is not Role.WORKER:
@@ -262,6 +292,7 @@ def _ldap_context(
     config: Config,
     reactor: Any,
     directory: SqlDirectory,
+    search_reader: SqlDirectory,
     blocking: Blocking,
     throttle: BindThrottle | None,
     options: ReloadableTLS,
@@ -274,7 +305,7 @@ def _ldap_context(
         settings=server_settings(config),
         dit=dit,
         schema=schema,
-        engine=SearchEngine(dit, schema, directory, blocking, config.search_batch_size),
+        engine=SearchEngine(dit, schema, search_reader, blocking, config.search_batch_size),
         authenticator=PasswordAuthenticator(
             directory,
             config.bcrypt_cost,

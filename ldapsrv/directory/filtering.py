@@ -129,6 +129,8 @@ def _valid_for_syntax(at: AttributeType, value: bytes) -> bool:
             parse_dn(text)
         except DNError:
             return False
+    if at.syntax is Syntax.BOOLEAN:
+        return text.strip().upper() in ("TRUE", "FALSE")
     return True
 
 
@@ -137,6 +139,11 @@ def _text(value: bytes) -> str | None:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+ORDERED_SYNTAXES = frozenset({Syntax.INTEGER, Syntax.TIME, Syntax.UUID})
+"""Syntaxes with an ordering rule (>= and <= mean something); for every other
+syntax an ordering assertion is Undefined."""
 
 
 class FilterResolver:
@@ -214,7 +221,10 @@ class FilterResolver:
         if not _valid_for_syntax(at, value):
             return p.UNDEFINED  # an invalid assertion is Undefined for every entry
         if op != "eq":
-            return p.UNDEFINED if at.syntax in (Syntax.OID, Syntax.DN) else p.FALSE
+            # Whether an ordering rule exists is a property of the attribute, not
+            # of the entry: absent, an orderable attribute is FALSE; one without
+            # an ordering rule is Undefined, as it is where the kind has it.
+            return p.FALSE if at.syntax in ORDERED_SYNTAXES else p.UNDEFINED
         text = _text(value)
         if text is None:
             return p.UNDEFINED
@@ -444,14 +454,16 @@ def evaluate(
             return _compare(attr, value, attributes, schema, None)
         case GreaterOrEqual(attr, value) | LessOrEqual(attr, value):
             at = schema.lookup(attr)
-            if at is None or at.syntax is not Syntax.INTEGER:
+            if at is None or at.syntax not in ORDERED_SYNTAXES:
                 return None
-            number = parse_integer(value)
-            if number is None:
+            wanted = _ordering_key(at.syntax, value)
+            if wanted is None:
                 return None
-            values = [parse_integer(v.encode()) for v in attributes.get(at.name.lower(), ())]
+            keys = [
+                _ordering_key(at.syntax, v.encode()) for v in attributes.get(at.name.lower(), ())
+            ]
             ge = isinstance(flt, GreaterOrEqual)
-            return any(v is not None and (v >= number if ge else v <= number) for v in values)
+            return any(k is not None and (k >= wanted if ge else k <= wanted) for k in keys)  # type: ignore[operator]
         case Substrings(attr, initial, any_, final):
             at = schema.lookup(attr)
             if at is None or at.syntax is not Syntax.STRING:
@@ -486,6 +498,16 @@ def evaluate(
     return None
 
 
+def _ordering_key(syntax: Syntax, value: bytes) -> int | datetime | str | None:
+    """The value as the resolver orders it: integers, instants, lower-case UUIDs."""
+    if syntax is Syntax.INTEGER:
+        return parse_integer(value)
+    if syntax is Syntax.TIME:
+        return parse_generalized_time(value)
+    text = _text(value)
+    return None if text is None else text.strip().lower()
+
+
 def _substring_regex(initial: str | None, middle: list[str], final: str | None) -> str:
     rx = re.escape(initial or "")
     for piece in middle:
@@ -501,8 +523,8 @@ def _compare(
     exact: bool | None,
 ) -> bool | None:
     at = schema.lookup(attr)
-    if at is None:
-        return None
+    if at is None or not _valid_for_syntax(at, value):
+        return None  # as the resolver: an invalid assertion value is Undefined
     present = attributes.get(at.name.lower(), ())
     if at.syntax is Syntax.INTEGER:
         number = parse_integer(value)

@@ -34,6 +34,7 @@ _DOMAIN_ERRORS: tuple[tuple[type[Exception], int], ...] = (
     (errors.AlreadyExists, CONSTRAINT_VIOLATION),
     (errors.InvalidValue, CONSTRAINT_VIOLATION),
     (errors.RangeExhausted, UNWILLING_TO_PERFORM),
+    (errors.StoreBusy, BUSY),
     (errors.StoreUnavailable, UNAVAILABLE),
     (errors.SchemaOutdated, UNAVAILABLE),
 )
@@ -44,6 +45,8 @@ def result_for(exc: BaseException) -> LDAPResult:
     error whose details stay in the server log."""
     for kind, code in _DOMAIN_ERRORS:
         if isinstance(exc, kind):
+            if kind is errors.StoreBusy:
+                return LDAPResult(code, "the directory database is busy: try again")
             if kind is errors.StoreUnavailable:
                 return LDAPResult(code, "the directory database is unavailable")
             return LDAPResult(code, str(exc))

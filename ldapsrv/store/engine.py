@@ -5,6 +5,13 @@ same on all three. ``run`` executes one unit of work in one short transaction,
 retries what a database asks to be retried (deadlocks, serialization failures,
 a unique-key race with a concurrent writer) and turns operational failures into
 ``StoreUnavailable`` so callers above the store never see a driver exception.
+
+A database that goes away must be noticed in seconds, not minutes: every backend
+gets a connect timeout, PostgreSQL TCP keepalives and a TCP user timeout,
+MariaDB read/write timeouts, every pool a pre-ping and a checkout timeout, and
+SQLite a busy timeout after which a locked file is ``StoreBusy`` (LDAP busy).
+Nothing is cached across a failure, so service resumes by itself with the
+first statement that reaches the database again.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from ldapsrv.errors import StoreUnavailable
+from ldapsrv.errors import StoreBusy, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +45,18 @@ WRITE_OPTION = "ldapsrv_write"
 """Execution option marking a connection whose transaction will write. On
 SQLite it makes the transaction start with ``BEGIN IMMEDIATE``."""
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
-CONNECT_TIMEOUT_S = 5
+SQLITE_BUSY_TIMEOUT_MS = 2000
+"""How long a SQLite statement waits for a lock another connection holds before
+the operation answers busy. Writes take milliseconds, so only a stuck or foreign
+lock (a backup tool, an admin's sqlite3 shell) waits this long."""
+CONNECT_TIMEOUT_S = 3
+POOL_TIMEOUT_S = 5
+"""How long a thread waits for a pooled connection before answering unavailable."""
+SOCKET_TIMEOUT_S = 30
+"""A MariaDB/PostgreSQL peer that stops answering on an open connection (a host
+that vanished without a reset) is given up on after this long."""
+
+_SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 
 _PG_RETRYABLE = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 _MYSQL_RETRYABLE = frozenset({1213, 1020})  # deadlock; record changed since last read
@@ -118,7 +135,9 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
             }
         }
         if not in_memory:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            kwargs.update(
+                pool_size=pool_size, max_overflow=pool_size, pool_timeout=POOL_TIMEOUT_S
+            )
         engine = create_engine(parsed, **kwargs)
         _configure_sqlite(engine, in_memory=in_memory)
         return engine
@@ -129,8 +148,19 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_recycle=3600,
+            pool_timeout=POOL_TIMEOUT_S,
             isolation_level="READ COMMITTED",
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "ldapsrv"},
+            connect_args={
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "application_name": "ldapsrv",
+                # A server that vanished without closing the connection (host
+                # down, network cut) is detected by the kernel in seconds.
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 3,
+                "keepalives_count": 3,
+                "tcp_user_timeout": SOCKET_TIMEOUT_S * 1000,
+            },
         )
     if backend == "mysql":
         if "charset" not in parsed.query:
@@ -148,7 +178,12 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
             # Same visibility rules as PostgreSQL: each statement sees what
             # was committed before it, and InnoDB takes no gap locks.
             isolation_level="READ COMMITTED",
-            connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+            pool_timeout=POOL_TIMEOUT_S,
+            connect_args={
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "read_timeout": SOCKET_TIMEOUT_S,
+                "write_timeout": SOCKET_TIMEOUT_S,
+            },
         )
     raise ValueError(
         f"unsupported database URL scheme {parsed.drivername!r}: "
@@ -187,10 +222,24 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
+def is_busy(exc: BaseException) -> bool:
+    """True for a SQLite file locked by another connection beyond the busy timeout."""
+    orig = getattr(exc, "orig", None)
+    if not isinstance(orig, sqlite3.OperationalError):
+        return False
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_BUSY_CODES
+    return "locked" in str(orig)
+
+
 def unavailable(exc: BaseException) -> StoreUnavailable:
-    """The StoreUnavailable to raise for ``exc``, with the driver's reason."""
+    """The StoreUnavailable (StoreBusy for a locked file) to raise for ``exc``,
+    with the driver's reason."""
     orig = getattr(exc, "orig", None) or exc
     reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if is_busy(exc):
+        return StoreBusy(f"database busy: {reason}")
     return StoreUnavailable(f"database unavailable: {reason}")
 
 

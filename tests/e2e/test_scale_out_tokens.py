@@ -10,6 +10,7 @@ through either must get distinct uid numbers.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -164,3 +165,44 @@ def test_users_created_through_both_servers_get_distinct_uid_numbers(pair: Pair)
     numbers = {u["name"]: u["uid_number"] for u in users if u["name"] in {*names_a, *names_b}}
     assert len(numbers) == 2 * USERS_PER_SERVER
     assert len(set(numbers.values())) == len(numbers), numbers
+
+
+def test_groups_created_through_both_servers_get_distinct_gid_numbers(pair: Pair) -> None:
+    names = [
+        (server, [f"grp-{tag}-{i:02d}" for i in range(USERS_PER_SERVER)])
+        for tag, server in (("a", pair.a), ("b", pair.b))
+    ]
+
+    def add_groups(server: LdapServer, group_names: list[str]) -> None:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for future in [pool.submit(server.add_group, name) for name in group_names]:
+                future.result()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(add_groups, s, n) for s, n in names]:
+            future.result()
+    wanted = {name for _, group_names in names for name in group_names}
+    groups = pair.a.ctl_json("group", "list")["groups"]
+    numbers = {g["name"]: g["gid_number"] for g in groups if g["name"] in wanted}
+    assert len(numbers) == len(wanted)
+    assert len(set(numbers.values())) == len(numbers), numbers
+
+
+def test_admin_changes_through_either_server_are_audited_once_in_the_shared_trail(
+    pair: Pair,
+) -> None:
+    pair.a.add_user("audited-a")
+    pair.b.add_user("audited-b")
+    pair.b.ctl("group", "add", "audited-group")
+    pair.a.ctl("group", "add-member", "audited-group", "audited-b")
+    for server in (pair.a, pair.b):
+        events = server.ctl_json("audit")["events"]
+        seen = Counter((e["action"], e["target"]) for e in events)
+        for key in (
+            ("user.add", "user audited-a"),
+            ("user.add", "user audited-b"),
+            ("group.add", "group audited-group"),
+            ("group.add_member", "group audited-group"),
+        ):
+            assert seen[key] == 1, (server.ldap_url, key, seen)
+    assert audit_count(pair.a.database_url, "user.add", "user audited-b") == 1

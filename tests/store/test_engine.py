@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ldapsrv.directory.predicates import TRUE
-from ldapsrv.errors import StoreUnavailable
+from ldapsrv.errors import StoreBusy, StoreUnavailable
 from ldapsrv.store import engine as engine_module
 from ldapsrv.store.directory import NewUser, SqlDirectory
 from ldapsrv.store.engine import make_engine, run
@@ -170,3 +170,18 @@ def test_mariadb_urls_get_utf8mb4_unless_told_otherwise():
 def test_unknown_url_schemes_are_refused_with_the_supported_ones():
     with pytest.raises(ValueError, match="use sqlite:///PATH"):
         make_engine("oracle://x@y/z")
+
+
+def test_a_locked_sqlite_file_is_store_busy_not_just_unavailable(sqlite_engine, monkeypatch):
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    locked_engine = make_engine(str(sqlite_engine.url))
+    other = sqlite3.connect(sqlite_engine.url.database, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        directory = SqlDirectory(locked_engine, uid_range=(1, 10), gid_range=(1, 10))
+        with pytest.raises(StoreBusy, match=r"^database busy: database is locked"):
+            directory.create_user(NewUser("alice"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        locked_engine.dispose()

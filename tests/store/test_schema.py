@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select, text
 
 from ldapsrv.errors import SchemaOutdated
-from ldapsrv.store.engine import make_engine
+from ldapsrv.store.engine import SQLITE_BUSY_TIMEOUT_MS, make_engine
 from ldapsrv.store.models import Base, accounts
 from ldapsrv.store.schema_version import (
     alembic_config,
@@ -176,10 +176,11 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path):
             }
     finally:
         engine.dispose()
+    assert SQLITE_BUSY_TIMEOUT_MS == 2000  # short: a lock held longer answers busy (51)
     assert pragma == {
         "journal_mode": "wal",
         "foreign_keys": 1,
-        "busy_timeout": 5000,
+        "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
         "synchronous": 1,  # NORMAL
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from e2e.wire import decode_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ldaptor.protocols import pureber, pureldap
@@ -84,15 +85,7 @@ def present(attr: str | bytes) -> Any:
 
 def ldaptor_decode(data: bytes) -> Any:
     """Decode a whole LDAPMessage with ldaptor, the way its client does."""
-    context = pureldap.LDAPBERDecoderContext_TopLevel(
-        inherit=pureldap.LDAPBERDecoderContext_LDAPMessage(
-            fallback=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()),
-            inherit=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()),
-        )
-    )
-    message, used = pureber.berDecodeObject(context, data)
-    assert used == len(data)
-    return message
+    return decode_response(data)
 
 
 def tlv(tag: int, value: bytes) -> bytes:

@@ -199,3 +199,13 @@ def test_the_management_api_is_off_by_default_and_configurable(tmp_path: Path) -
 )
 def test_bad_api_settings_name_their_key(tmp_path: Path, text: str, fragment: str) -> None:
     assert fragment in error_of(tmp_path, text)
+
+
+def test_a_read_replica_url_is_optional_and_validated(tmp_path: Path) -> None:
+    assert load_config(None, environ={}).database_replica_url is None
+    url = "postgresql+psycopg2://ldapsrv@replica.example/ldapsrv"
+    assert load(f'[database]\nreplica_url = "{url}"\n', tmp_path).database_replica_url == url
+    replica = load(environ={"LDAPSRV_DATABASE_REPLICA_URL": url}).database_replica_url
+    assert replica == url
+    message = error_of(tmp_path, '[database]\nreplica_url = "http://example.org/"\n')
+    assert message.startswith("database.replica_url:")

@@ -145,6 +145,25 @@ def test_invalid_assertion_value_is_undefined_even_where_the_attribute_is_absent
     assert resolve("(!(uidNumber=abc))", G) == p.UNDEFINED
 
 
+def test_ordering_without_an_ordering_rule_is_undefined_whether_or_not_the_kind_has_it() -> None:
+    # Found by tests/fuzz/test_filter_fuzz.py: (!(uid>=x)) matched every group.
+    assert resolve("(!(uid>=alice))", U) == p.UNDEFINED
+    assert resolve("(!(uid>=alice))", G) == p.UNDEFINED
+    assert resolve("(!(mail<=x))", G) == p.UNDEFINED
+    assert resolve("(!(uidNumber>=5))", G) == p.TRUE  # orderable, absent: FALSE, negated
+
+
+def test_evaluate_treats_invalid_assertion_values_and_ordering_as_the_resolver_does() -> None:
+    # Found by tests/fuzz/test_filter_fuzz.py.
+    attrs = {"hassubordinates": ["FALSE"], "createtimestamp": ["20240102030405Z"]}
+    assert evaluate(f("(hasSubordinates=Alice)"), attrs, SCHEMA) is None
+    assert evaluate(f("(!(hasSubordinates=Alice))"), attrs, SCHEMA) is None
+    assert evaluate(f("(hasSubordinates=false)"), attrs, SCHEMA) is True
+    assert evaluate(f("(createTimestamp>=20240101000000Z)"), attrs, SCHEMA) is True
+    assert evaluate(f("(createTimestamp<=20240101000000Z)"), attrs, SCHEMA) is False
+    assert evaluate(f("(cn>=a)"), {"cn": ["b"]}, SCHEMA) is None
+
+
 def test_known_attribute_the_kind_lacks_is_false_and_its_negation_true() -> None:
     assert resolve("(uidNumber=5)", G) == p.FALSE
     assert resolve("(!(uidNumber=5))", G) == p.TRUE

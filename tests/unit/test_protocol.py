@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e.wire import ldaptor_decoder
 from fakes import FakeDirectory, ImmediateBlocking, group, run_blocking, user
 from ldaptor.ldapfilter import parseFilter
 from ldaptor.protocols import pureber, pureldap
@@ -77,15 +78,6 @@ def make_context(directory: FakeDirectory, tls_options: Any = None) -> ServerCon
         authenticator=PasswordAuthenticator(directory, bcrypt_cost=4),
         tls_options=tls_options,
         run_blocking=run_blocking,
-    )
-
-
-def ldaptor_decoder() -> Any:
-    return pureldap.LDAPBERDecoderContext_TopLevel(
-        inherit=pureldap.LDAPBERDecoderContext_LDAPMessage(
-            fallback=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()),
-            inherit=pureldap.LDAPBERDecoderContext(fallback=pureber.BERDecoderContext()),
-        )
     )
 
 
