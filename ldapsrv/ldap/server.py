@@ -39,7 +39,7 @@ from ldapsrv.directory.filters import Equality, Filter
 from ldapsrv.directory.records import EffectivePermissions
 from ldapsrv.directory.schema import Schema
 from ldapsrv.directory.visibility import Viewer
-from ldapsrv.errors import DomainError, NotFound
+from ldapsrv.errors import DomainError, NotFound, StoreBusy
 from ldapsrv.ldap import codec, rootdse
 from ldapsrv.ldap import results as rc
 from ldapsrv.ldap.flow import WriteFlow
@@ -515,7 +515,10 @@ class LDAPConnection(protocol.Protocol):
             )
         except DomainError as exc:
             log.warning("bind for %r from %s failed: %s", request.name, self.peer, exc)
-            answer(rc.UNAVAILABLE, "the directory database is unavailable")
+            if isinstance(exc, StoreBusy):  # e.g. SQLite write-locked past its busy timeout
+                answer(rc.BUSY, "the directory database is busy: try again")
+            else:
+                answer(rc.UNAVAILABLE, "the directory database is unavailable")
             return
         if not outcome.accepted and outcome.delay > 0:
             await self.ctx.sleep(outcome.delay)

@@ -243,8 +243,9 @@ def test_a_write_locked_sqlite_file_answers_busy_quickly_and_writes_resume_after
                     assert took < 5.0, f"busy answer took {took:.1f} s"
                     # Readers are not blocked by a writer (WAL): searches still work.
                     assert len(client.search(server.base_dn, "(uid=alice)").entries) == 1
-                    # A failed bind must record its failure: it cannot, so it is refused.
-                    assert client.bind(alice_dn(server), "wrong").code != SUCCESS
+                    # A failed bind must record its failure: it cannot, so it is refused
+                    # as busy (51), the answer that tells the client to try again.
+                    assert client.bind(alice_dn(server), "wrong").code == BUSY
                 result = server.ctl("user", "add", "bob", check=False)
                 assert result.returncode != 0
                 assert "busy" in result.stderr.lower(), result.stderr
