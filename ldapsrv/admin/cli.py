@@ -798,7 +798,8 @@ _COMMANDS: tuple[CliCommand, ...] = (
         configure=_configure_audit, build_args=_audit_args, render=_show_audit,
     ),
     CliCommand(
-        "status", "", "server.status", "show uptime, connections, database, expiries, throttle",
+        "status", "", "server.status",
+        "show uptime, connections, workers, database, expiries, throttle",
         configure=_positional(), build_args=_no_args, render=_show_status,
     ),
 )  # fmt: skip
