@@ -43,7 +43,12 @@ from ldapsrv.ldap.search import SearchEngine
 from ldapsrv.ldap.server import LDAPServerFactory, ServerContext, ServerSettings
 from ldapsrv.observability.accesslog import AccessLog
 from ldapsrv.observability.expiry import ExpiryService, check_expiries
-from ldapsrv.observability.monitor import ConnectionCount, ServerMonitor, database_checker
+from ldapsrv.observability.monitor import (
+    ConnectionCount,
+    ServerMonitor,
+    WorkerSource,
+    database_checker,
+)
 from ldapsrv.observability.records import Observer, Observers
 from ldapsrv.reloading import ReloadableTLS
 from ldapsrv.scheduling import RotationService
@@ -206,6 +211,7 @@ class Built:
     blocking: Blocking
     tls: ReloadableTLS
     ctx: ServerContext | None  # None in the supervisor, which serves no LDAP
+    connections: ConnectionCount  # this process's (a worker reports it to its supervisor)
 
     def reload(self, config: Config) -> None:
         """Apply the reloadable settings of ``config`` (see ldapsrv.reloading)."""
@@ -225,9 +231,11 @@ def make_service(
     reactor: Any,
     role: Role = Role.SINGLE,
     inherited: Mapping[str, int] | None = None,
+    workers: WorkerSource | None = None,
 ) -> Built:
     """Everything one process runs. ``inherited`` (workers): listener name
-    ("ldap", "ldaps") -> file descriptor of the supervisor's listening socket."""
+    ("ldap", "ldaps") -> file descriptor of the supervisor's listening socket.
+    ``workers`` (supervisor): what ``ldapsrv status`` reports about them."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url, pool_size=config.database_pool_size)
     try:
@@ -270,22 +278,25 @@ def make_service(
         )
         _listeners(config, reactor, ctx, options, inherited).setServiceParent(top)
     if role is not Role.WORKER:
-        singles = _Singles(engine, metrics, connections, verifier, options)
+        singles = _Singles(engine, metrics, connections, verifier, options, role, workers)
         _singletons(config, reactor, directory, blocking, throttle, singles).setServiceParent(top)
-    return Built(top, directory, blocking, options, ctx)
+    return Built(top, directory, blocking, options, ctx, connections)
 
 
 @dataclass(frozen=True, slots=True)
 class _Singles:
     """What the singletons share with the LDAP side of the process: the engine,
     the collectors (None when metrics are off), this process's connection count,
-    the token verifier (its cache) and the reloadable TLS options."""
+    the token verifier (its cache) and the reloadable TLS options; for status,
+    the role and (supervisor) the workers."""
 
     engine: Any  # sqlalchemy.Engine
     metrics: Metrics | None
     connections: ConnectionCount
     verifier: TokenVerifier
     tls: ReloadableTLS
+    role: Role
+    workers: WorkerSource | None
 
 
 def _ldap_context(
@@ -440,6 +451,8 @@ def _singletons(
             database_checker(singles.engine),
             metrics_url=metrics_url,
             expiry_checked=expiry_checked,
+            role=singles.role.value,
+            workers=singles.workers,
         ),
     )
     control: Any = ControlSocketService(

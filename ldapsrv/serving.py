@@ -24,7 +24,8 @@ from twisted.internet.error import ReactorNotRunning
 from ldapsrv.config import Config, ConfigError
 from ldapsrv.observability.multiproc import multiprocess_dir
 from ldapsrv.reloading import warn_unreloadable
-from ldapsrv.service import Built, Role, StartupError, make_service
+from ldapsrv.service import Role, StartupError, make_service
+from ldapsrv.worker_reports import StatsReporter
 from ldapsrv.workers import (
     READY_FD,
     Lifeline,
@@ -64,10 +65,12 @@ def serve(
             pass
 
     try:
-        built = make_service(config, reactor, role, worker_fds)
         supervisor = None
         if role is Role.SUPERVISOR:
-            supervisor = _supervise(config, reactor, built, serve_argv, stop)
+            supervisor = _supervisor(config, reactor, serve_argv, stop)
+        built = make_service(config, reactor, role, worker_fds, workers=supervisor)
+        if supervisor is not None:
+            supervisor.setServiceParent(built.service)  # type: ignore[no-untyped-call]
         built.service.startService()
     except (StartupError, ListenError) as exc:
         print(f"ldapsrv: error: {exc}", file=sys.stderr)
@@ -83,6 +86,7 @@ def serve(
         standard_io: Any = stdio.StandardIO
         standard_io(lifeline, stdin=0, stdout=READY_FD, reactor=reactor)
         lifeline.announce_ready()
+        built.connections.changed = StatsReporter(reactor, built.connections, lifeline.send).changed
         log.info("worker serving")
 
     running = [config]
@@ -128,10 +132,9 @@ def _forget_metrics_of(pid: int) -> None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
-def _supervise(
+def _supervisor(
     config: Config,
     reactor: Any,
-    built: Built,
     serve_argv: Sequence[str],
     stop: Callable[[int], None],
 ) -> WorkerSupervisor:
@@ -142,7 +145,7 @@ def _supervise(
         log.error("cannot start: %s; see its log above", why)
         stop(1)
 
-    supervisor = WorkerSupervisor(
+    return WorkerSupervisor(
         reactor,
         config.workers,
         serve_argv,
@@ -152,5 +155,3 @@ def _supervise(
         failed,
         on_exit=_forget_metrics_of,
     )
-    supervisor.setServiceParent(built.service)  # type: ignore[no-untyped-call]
-    return supervisor

@@ -9,7 +9,9 @@ the singletons (control socket, token rotation), restarts a worker that dies
 SIGTERM and SIGHUP.
 
 Two pipes tie a worker to its supervisor: the worker writes ``ready`` on fd 5
-once it serves, and reads its stdin (fd 0) only to notice EOF, which means
+once it serves, then its connection figures whenever they change (the line
+protocol of ``ldapsrv.worker_reports``), which ``worker_status`` hands to
+``ldapsrv status``; it reads its stdin (fd 0) only to notice EOF, which means
 the supervisor is gone: the worker then shuts down like on SIGTERM.
 """
 
@@ -21,6 +23,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from twisted.application.service import Service
@@ -29,13 +32,14 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from ldapsrv.config import Config, HostPort
+from ldapsrv.observability.monitor import WorkerStatus
+from ldapsrv.worker_reports import READY, Ready, ReportReader, Stats
 
 log = logging.getLogger("ldapsrv.workers")
 
 #: Where a worker finds what the supervisor hands it.
 LISTENER_FDS = {"ldap": 3, "ldaps": 4}
 READY_FD = 5
-READY = b"ready\n"
 WORKER_FLAG = "--worker-fds"
 
 MIN_BACKOFF = 0.5
@@ -96,15 +100,22 @@ class _Worker(protocol.ProcessProtocol):
         self.ready = False
         self.pid: int | None = None
         self.ended: Deferred[None] = Deferred()
+        self.stats = Stats(0, 0)
+        self._reports = ReportReader()
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
         self.pid = transport.pid if transport is not None else None
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD == READY_FD and READY.strip() in data and not self.ready:
-            self.ready = True
-            self.supervisor.worker_ready(self)
+        if childFD != READY_FD:
+            return
+        for report in self._reports.feed(data):
+            if isinstance(report, Stats):
+                self.stats = report
+            elif isinstance(report, Ready) and not self.ready:
+                self.ready = True
+                self.supervisor.worker_ready(self)
 
     def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)
@@ -143,6 +154,7 @@ class WorkerSupervisor(Service):
         self.on_exit = on_exit
         self.workers: dict[int, _Worker] = {}
         self.failures: dict[int, int] = {}
+        self.restarts: dict[int, int] = {}
         self._announced = False
         self._stopping = False
         self._restarts: dict[int, Any] = {}
@@ -200,6 +212,25 @@ class WorkerSupervisor(Service):
     def pids(self) -> list[int]:
         return [w.pid for w in self.workers.values() if w.pid is not None]
 
+    def worker_status(self) -> list[WorkerStatus]:
+        """Every slot, with its live worker's last reported figures (none while
+        the slot waits to restart its dead worker)."""
+        status = []
+        for slot in range(self.count):
+            worker = self.workers.get(slot)
+            restarts = self.restarts.get(slot, 0)
+            if worker is None:
+                status.append(WorkerStatus(slot, None, False, restarts, None, 0, 0))
+                continue
+            started = datetime.fromtimestamp(worker.started, UTC)
+            stats = worker.stats
+            status.append(
+                WorkerStatus(
+                    slot, worker.pid, worker.ready, restarts, started, stats.active, stats.accepted
+                )
+            )
+        return status
+
     # -- workers ----------------------------------------------------------------------
 
     def _spawn(self, slot: int) -> None:
@@ -212,6 +243,7 @@ class WorkerSupervisor(Service):
         child_fds: dict[int, int | str] = {0: "w", 1: 1, 2: 2, READY_FD: "r"}
         for name, fd in fds.items():
             child_fds[fd] = self.sockets[name].fileno()
+        self.restarts[slot] = self.restarts[slot] + 1 if slot in self.restarts else 0
         worker = _Worker(self, slot, self.reactor.seconds())
         self.reactor.spawnProcess(worker, sys.executable, argv, env=os.environ, childFDs=child_fds)
         self.workers[slot] = worker
@@ -268,6 +300,10 @@ class Lifeline(protocol.Protocol):
         self.lost()
 
     def announce_ready(self) -> None:
+        self.send(READY)
+
+    def send(self, line: bytes) -> None:
+        """A line of the worker_reports protocol to the supervisor."""
         transport: Any = self.transport
         if transport is not None:
-            transport.write(READY)
+            transport.write(line)

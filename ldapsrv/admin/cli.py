@@ -306,11 +306,14 @@ def _show_status(result: Any, ns: argparse.Namespace) -> str:
         f"base DN:    {result['base_dn']}",
         f"database:   {result['database']} ({_database_state(result)})",
         f"connections: {_connections(result.get('connections'))}",
-        f"workers:    {result['workers']['threads']} threads (pid {result['workers']['pid']})",
+        f"workers:    {_workers(result['workers'])}",
         f"certificate: {_certificate(result)}",
         f"metrics:    {result.get('metrics') or 'off'}",
         f"throttling: {result['throttling']}",
     ]
+    processes = result["workers"].get("processes") or []
+    if processes:
+        lines += ["", "worker processes:", _worker_table(processes)]
     expiring = result.get("expiring_tokens") or []
     window = result.get("expiry_warning_days")
     if expiring:
@@ -349,6 +352,41 @@ def _database_state(result: Any) -> str:
     if reachable:
         return f"{result['database_kind']}, reachable, {result['database_ms']:.1f} ms"
     return f"{result['database_kind']}, UNREACHABLE: {result.get('database_error')}"
+
+
+def _workers(workers: Any) -> str:
+    processes = workers.get("processes") or []
+    if not processes:
+        return f"{workers['threads']} threads (pid {workers['pid']})"
+    return (
+        f"{len(processes)} processes of {workers['threads']} threads each "
+        f"(supervisor pid {workers['pid']}; connections above are their sum)"
+    )
+
+
+def _worker_table(processes: list[Any]) -> str:
+    rows = [
+        {
+            "slot": p["slot"],
+            "pid": p["pid"] or "-",
+            "state": "serving" if p["ready"] else ("starting" if p["pid"] else "restarting"),
+            "restarts": p["restarts"],
+            "started": p["started"] or "-",
+            "active": p["connections"]["active"],
+            "accepted": p["connections"]["accepted"],
+        }
+        for p in processes
+    ]
+    columns = [
+        ("SLOT", "slot"),
+        ("PID", "pid"),
+        ("STATE", "state"),
+        ("RESTARTS", "restarts"),
+        ("STARTED", "started"),
+        ("ACTIVE", "active"),
+        ("ACCEPTED", "accepted"),
+    ]
+    return format_table(rows, columns)
 
 
 def _connections(connections: Any) -> str:
@@ -760,7 +798,8 @@ _COMMANDS: tuple[CliCommand, ...] = (
         configure=_configure_audit, build_args=_audit_args, render=_show_audit,
     ),
     CliCommand(
-        "status", "", "server.status", "show uptime, connections, database, expiries, throttle",
+        "status", "", "server.status",
+        "show uptime, connections, workers, database, expiries, throttle",
         configure=_positional(), build_args=_no_args, render=_show_status,
     ),
 )  # fmt: skip

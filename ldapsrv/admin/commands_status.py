@@ -2,7 +2,9 @@
 
 Version and uptime, where the server listens, which database it uses (URL
 without its password, its kind, and whether it answers right now), live
-connections and workers, the TLS certificate's expiry, tokens expiring within
+connections and workers (with ``[server] workers = N > 1``: the supervisor's
+role, each worker process, and the connections summed over the live workers),
+the TLS certificate's expiry, tokens expiring within
 ``monitoring.expiry_warning_days`` (each also logged as a warning), and the
 failed-bind throttle: which client addresses and (bind DN, address) pairs are
 being slowed or locked out right now, from the counters every server sharing
@@ -22,7 +24,7 @@ from ldapsrv.admin.render import iso_utc
 from ldapsrv.auth.throttle import ThrottleEntry
 from ldapsrv.directory.records import Permission
 from ldapsrv.observability.expiry import ExpiryReport, check_expiries, warn
-from ldapsrv.observability.monitor import DatabaseCheck
+from ldapsrv.observability.monitor import DatabaseCheck, ServerMonitor
 from ldapsrv.store.engine import backend_name
 from ldapsrv.tls import served_certificate_path
 
@@ -78,6 +80,34 @@ def render_expiries(report: ExpiryReport) -> JsonObject:
     }
 
 
+def render_workers(monitor: ServerMonitor | None, threads: int) -> JsonObject:
+    """This process's pid and thread pool, and the worker processes it supervises
+    (none in a single process)."""
+    processes: list[Json] = [
+        {
+            "slot": w.slot,
+            "pid": w.pid,
+            "ready": w.ready,
+            "restarts": w.restarts,
+            "started": None if w.started_at is None else iso_utc(w.started_at),
+            "connections": {"active": w.active, "accepted": w.accepted},
+        }
+        for w in ([] if monitor is None else monitor.worker_processes())
+    ]
+    return {
+        "pid": None if monitor is None else monitor.pid,
+        "threads": threads,
+        "processes": processes,
+    }
+
+
+def render_connections(monitor: ServerMonitor | None) -> Json:
+    if monitor is None:
+        return None
+    active, accepted = monitor.connection_figures()
+    return {"active": active, "accepted": accepted}
+
+
 def render_database(url: str, check: DatabaseCheck | None) -> JsonObject:
     return {
         "database": redacted_url(url),
@@ -122,13 +152,9 @@ async def server_status(ctx: AdminContext, caller: Caller, args: Args) -> JsonOb
         "listeners": listeners,
         "base_dn": config.base_dn,
         **render_database(config.database_url, database),
-        "connections": None
-        if monitor is None
-        else {"active": monitor.connections.active, "accepted": monitor.connections.accepted},
-        "workers": {
-            "pid": None if monitor is None else monitor.pid,
-            "threads": config.worker_threads,
-        },
+        "role": "single" if monitor is None else monitor.role,
+        "connections": render_connections(monitor),
+        "workers": render_workers(monitor, config.worker_threads),
         "metrics": None if monitor is None else monitor.metrics_url,
         **render_expiries(report),
         "throttling": "on" if throttle is not None else "off",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,10 +13,13 @@ from twisted.internet.error import ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from ldapsrv.admin.testing import AdminHarness, in_memory_context
 from ldapsrv.config import load_config
+from ldapsrv.observability.monitor import ConnectionCount, DatabaseCheck, ServerMonitor
 from ldapsrv.workers import (
     HEALTHY_AFTER,
     KILL_AFTER,
+    MIN_BACKOFF,
     READY_FD,
     ListenError,
     WorkerSupervisor,
@@ -23,6 +27,8 @@ from ldapsrv.workers import (
     describe_exit,
     worker_fds,
 )
+
+DB_OK = DatabaseCheck("sqlite", True, 0.1)
 
 
 def free_port() -> int:
@@ -200,3 +206,71 @@ def test_stopping_closes_the_ports_signals_workers_and_kills_the_stubborn() -> N
     assert stopped.called
     reactor.advance(60)
     assert len(reactor.spawned) == 2  # nothing restarted while stopping
+
+
+# -- what the workers report, and what status makes of it ---------------------------------
+
+
+def test_reports_arrive_in_pieces_and_garbage_changes_nothing() -> None:
+    sup, reactor, seen = supervisor()
+    first = reactor.spawned[0][0]
+    first.childDataReceived(READY_FD, b"rea")
+    first.childDataReceived(READY_FD, b"dy\nstats active=2 acc")
+    assert first.ready and seen.ready == []
+    first.childDataReceived(READY_FD, b"epted=9\n\x00garbage\nstats active=oops accepted=1\n")
+    first.childDataReceived(1, b"stats active=50 accepted=50\n")  # not the report pipe
+    status = {w.slot: w for w in sup.worker_status()}
+    assert (status[0].active, status[0].accepted, status[0].ready) == (2, 9, True)
+    assert (status[1].active, status[1].pid, status[1].ready) == (0, 1001, False)
+
+
+def test_status_sums_the_live_workers_and_a_dead_one_drops_out() -> None:
+    sup, reactor, _ = supervisor()
+    reactor.advance(1_700_000_000)
+    first, second = serving(reactor, 0), serving(reactor, 1)
+    first.childDataReceived(READY_FD, b"stats active=3 accepted=10\n")
+    second.childDataReceived(READY_FD, b"stats active=2 accepted=5\n")
+    monitor = ServerMonitor(ConnectionCount(), lambda: DB_OK, role="supervisor", workers=sup)
+    config = load_config(None, environ={})
+    status = AdminHarness(in_memory_context(config, monitor=monitor)).call("server.status")
+    assert status["role"] == "supervisor"
+    assert status["connections"] == {"active": 5, "accepted": 15}
+    assert status["workers"]["processes"] == [
+        {
+            "slot": 0,
+            "pid": 1000,
+            "ready": True,
+            "restarts": 0,
+            "started": "1970-01-01T00:00:00Z",
+            "connections": {"active": 3, "accepted": 10},
+        },
+        {
+            "slot": 1,
+            "pid": 1001,
+            "ready": True,
+            "restarts": 0,
+            "started": "1970-01-01T00:00:00Z",
+            "connections": {"active": 2, "accepted": 5},
+        },
+    ]
+
+    died(second, signal=9)
+    assert monitor.connection_figures() == (3, 10)
+    waiting = sup.worker_status()[1]
+    assert (waiting.pid, waiting.ready, waiting.active, waiting.restarts) == (None, False, 0, 0)
+    reactor.advance(MIN_BACKOFF)
+    replacement = sup.worker_status()[1]
+    assert (replacement.pid, replacement.restarts, replacement.active) == (1002, 1, 0)
+    assert replacement.started_at == datetime.fromtimestamp(1_700_000_000 + MIN_BACKOFF, UTC)
+
+
+def test_a_single_process_reports_its_own_connections_and_no_worker_processes() -> None:
+    count = ConnectionCount()
+    count.connection_opened("c1", "127.0.0.1", False)
+    monitor = ServerMonitor(count, lambda: DB_OK)
+    config = load_config(None, environ={})
+    status = AdminHarness(in_memory_context(config, monitor=monitor)).call("server.status")
+    assert status["role"] == "single"
+    assert status["connections"] == {"active": 1, "accepted": 1}
+    assert status["workers"]["processes"] == []
+    assert status["workers"]["pid"] == monitor.pid
