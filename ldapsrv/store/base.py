@@ -13,6 +13,7 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.records import AccountKind
 from ldapsrv.errors import AlreadyExists, InvalidValue, RangeExhausted
+from ldapsrv.store.engine import shared_reads
 from ldapsrv.store.models import accounts, groups, id_allocators, memberships
 from ldapsrv.store.sqlfilter import storable, visible_group
 
@@ -129,6 +131,12 @@ class StoreBase:
     _clock: Callable[[], datetime]
     uid_range: tuple[int, int]
     gid_range: tuple[int, int]
+
+    def reading(self) -> AbstractContextManager[None]:
+        """A block whose reads on this thread share one transaction (see
+        ``engine.shared_reads``): what one bind asks the store, in one round trip
+        to the pool instead of one per question."""
+        return shared_reads(self.engine)
 
     def _now(self) -> datetime:
         # Whole seconds: LDAP shows createTimestamp/modifyTimestamp to the

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, exists, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, exists, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.names import validate_account_name, validate_group_name
@@ -122,6 +122,16 @@ _GROUP_COLUMNS = (
     groups.c.created_at,
     groups.c.modified_at,
 )
+
+
+# Built once: constructing a statement costs several times what running it does.
+_CREDENTIALS = select(
+    accounts.c.id,
+    accounts.c.name,
+    accounts.c.password_hash,
+    accounts.c.disabled,
+    accounts.c.kind,
+).where(accounts.c.name_lower == bindparam("name_lower"))
 
 
 def _check_id_number(kind: IdKind, number: object) -> int:
@@ -293,15 +303,7 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
         or only a token may authenticate it."""
 
         def work(conn: Connection) -> Credentials | None:
-            row = conn.execute(
-                select(
-                    accounts.c.id,
-                    accounts.c.name,
-                    accounts.c.password_hash,
-                    accounts.c.disabled,
-                    accounts.c.kind,
-                ).where(accounts.c.name_lower == name_key(name))
-            ).first()
+            row = conn.execute(_CREDENTIALS, {"name_lower": name_key(name)}).first()
             if row is None:
                 return None
             machine = row.kind != AccountKind.USER
