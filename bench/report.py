@@ -28,10 +28,12 @@ def cell_figures(result: LoadResult, unit: str) -> Cell:
         "rate": round(rate, 1),
         "unit": f"{unit}/s",
         "ops": result.ops,
+        "entries": result.entries,
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 3),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
         "errors": result.errors,
         "error_samples": dict(result.error_samples),
+        "unfinished": result.unfinished,
         "loadgen_cpu": round(result.cpu_seconds / result.elapsed, 2),
     }
 

@@ -289,7 +289,7 @@ def _own_targets(
     if growth:
         worst = max(growth)
         streamed = sum(
-            c[label]["ops"] * data.people_count
+            c[label]["entries"]
             for r in runs
             for c in r["cells"]
             if c["scenario"] == "enumeration" and label in c

@@ -57,10 +57,6 @@ class Op:
     exchanges: tuple[Exchange, ...]
     fresh_connection: bool = False
 
-    @property
-    def entries(self) -> int:
-        return sum(e.entries or 0 for e in self.exchanges)
-
 
 @dataclass(frozen=True)
 class Workload:
