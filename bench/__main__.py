@@ -178,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 processes=args.processes,
                 postgresql_url=args.postgresql,
                 loadgen_cpus=loadgen_cpus,
+                notes=notes,
             ),
             say,
         )

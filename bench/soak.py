@@ -52,6 +52,7 @@ class SoakOptions:
     sample_every: float = 2.0
     postgresql_url: str | None = None
     loadgen_cpus: tuple[int, ...] = ()
+    notes: dict[str, str] | None = None
 
 
 def run_soak(opts: SoakOptions, progress: Any = None) -> dict[str, Any]:
@@ -111,5 +112,7 @@ def run_soak(opts: SoakOptions, progress: Any = None) -> dict[str, Any]:
             "rss_mib_max": round(max(rss) / 2**20, 1) if rss else None,
             "rss_growth_mib_after_warmup": round(growth, 1),
             "passed": result.errors == 0 and growth < 20,
+            "server_settings": target.server.details,
+            "notes": opts.notes or {},
         },
     }

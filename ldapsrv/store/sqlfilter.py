@@ -584,7 +584,9 @@ def _scope_groups(viewer: str) -> Any:
 # (table, viewer) and reused. Reuse is safe: they hold no grant or membership,
 # only the subqueries that look them up when the statement runs, so a grant or a
 # revocation still counts from the next search on.
-_VISIBILITY_CACHE = 4096
+# Bounded small: a lookup's condition is unique to its value and is not worth
+# keeping; what repeats (viewers, paged and batched searches) fits easily.
+_VISIBILITY_CACHE = 256
 
 
 @functools.lru_cache(maxsize=_VISIBILITY_CACHE)
