@@ -34,6 +34,7 @@ compares is exactly what clients see.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -134,6 +135,32 @@ _CREDENTIALS = select(
 ).where(accounts.c.name_lower == bindparam("name_lower"))
 
 
+@functools.lru_cache(maxsize=256)
+def _page_statement(target: str, condition: Any, by_name: bool) -> Any:
+    """One page of people or groups matching ``condition`` (a memoised compiled
+    filter), in id order: parameters ``after_id``, ``limit`` and, ``by_name``,
+    ``name_lower``. Built once per condition, so the pages of a paged search, the
+    batches of an enumeration and repeated filters reuse the statement and its
+    SQLAlchemy cache key instead of building both again."""
+    table = accounts if target == "users" else groups
+    columns = _USER_COLUMNS if target == "users" else _GROUP_COLUMNS
+    query = select(*columns).where(table.c.id > bindparam("after_id"))
+    if target == "users":
+        query = query.where(accounts.c.kind == "user")
+    if by_name:
+        query = query.where(table.c.name_lower == bindparam("name_lower"))
+    if condition is not True:
+        query = query.where(condition)
+    return query.order_by(table.c.id).limit(bindparam("limit"))
+
+
+def _page_params(after_id: int, limit: int, name: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"after_id": after_id, "limit": limit}
+    if name is not None:
+        params["name_lower"] = name_key(name)
+    return params
+
+
 def _check_id_number(kind: IdKind, number: object) -> int:
     if isinstance(number, bool) or not isinstance(number, int):
         raise InvalidValue(f"{kind} number must be an integer, got {number!r}")
@@ -224,15 +251,11 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
         if condition is False or limit <= 0:
             return []
 
+        query = _page_statement("users", condition, name is not None)
+        params = _page_params(after_id, limit, name)
+
         def work(conn: Connection) -> list[UserRecord]:
-            query = select(*_USER_COLUMNS).where(
-                accounts.c.kind == "user", accounts.c.id > after_id
-            )
-            if name is not None:
-                query = query.where(accounts.c.name_lower == name_key(name))
-            if condition is not True:
-                query = query.where(condition)
-            rows = conn.execute(query.order_by(accounts.c.id).limit(limit)).all()
+            rows = conn.execute(query, params).all()
             return self._user_records(conn, rows, visible_to)
 
         return run(self.engine, work, write=False)
@@ -252,13 +275,11 @@ class SqlDirectory(ServiceAccounts, Permissions, Tokens, AuditLog, BindFailures,
         if condition is False or limit <= 0:
             return []
 
+        query = _page_statement("groups", condition, name is not None)
+        params = _page_params(after_id, limit, name)
+
         def work(conn: Connection) -> list[GroupRecord]:
-            query = select(*_GROUP_COLUMNS).where(groups.c.id > after_id)
-            if name is not None:
-                query = query.where(groups.c.name_lower == name_key(name))
-            if condition is not True:
-                query = query.where(condition)
-            rows = conn.execute(query.order_by(groups.c.id).limit(limit)).all()
+            rows = conn.execute(query, params).all()
             return self._group_records(conn, rows, visible_to)
 
         return run(self.engine, work, write=False)
