@@ -486,11 +486,11 @@ class _Compiler:
     ) -> tuple[Condition, Condition]:
         if not all(storable(n) for n in (group_name, account_name) if n is not None):
             return _NEVER
-        m = memberships.alias()
+        m = _TESTED_MEMBERSHIP
         if self.target != "groups":
             query = select(m.c.group_id).where(m.c.account_id == accounts.c.id)
             if group_name is not None or viewer is not None:
-                g = groups.alias()
+                g = _TESTED_GROUP
                 query = query.join(g, g.c.id == m.c.group_id)
                 if group_name is not None:
                     query = query.where(g.c.name_lower == group_name.lower())
@@ -500,7 +500,7 @@ class _Compiler:
         else:
             query = select(m.c.account_id).where(m.c.group_id == groups.c.id)
             if account_name is not None or viewer is not None:
-                a = accounts.alias()
+                a = _TESTED_ACCOUNT
                 query = query.join(a, a.c.id == m.c.account_id)
                 if account_name is not None:
                     query = query.where(a.c.name_lower == account_name.lower())
@@ -539,6 +539,13 @@ _FULL_GRANT = grants.alias("full_grant")
 _SCOPE_GRANT = grants.alias("scope_grant")
 _ROW_MEMBERSHIP = memberships.alias("row_membership")
 _VIEWER_IN_ROW = memberships.alias("viewer_in_row")
+# The membership tests of filters (member=, memberUid=, memberOf=): one alias each,
+# built once. Each test is its own EXISTS, so two tests in one filter may use the
+# same names; a fresh alias per test would copy every column of the table and
+# defeat the memoised visibility conditions, which are keyed by the alias.
+_TESTED_MEMBERSHIP = memberships.alias("tested_membership")
+_TESTED_GROUP = groups.alias("tested_group")
+_TESTED_ACCOUNT = accounts.alias("tested_account")
 _ROW_SCOPE_GRANT = grants.alias("row_scope_grant")
 
 
