@@ -29,8 +29,10 @@ def cell_figures(result: LoadResult, unit: str) -> Cell:
         "unit": f"{unit}/s",
         "ops": result.ops,
         "entries": result.entries,
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 3),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+        # None when no operation completed inside the window (an enumeration
+        # longer than --duration): there is no latency to report.
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 3) if latencies else None,
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3) if latencies else None,
         "errors": result.errors,
         "error_samples": dict(result.error_samples),
         "unfinished": result.unfinished,
@@ -38,21 +40,28 @@ def cell_figures(result: LoadResult, unit: str) -> Cell:
     }
 
 
+def _median(values: Sequence[float | None], digits: int) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), digits) if known else None
+
+
 def median_cell(cells: Sequence[Cell]) -> Cell:
     """The median of each figure over runs (errors are summed: one is too many)."""
     return {
         "rate": round(statistics.median(c["rate"] for c in cells), 1),
         "unit": cells[0]["unit"],
-        "p50_ms": round(statistics.median(c["p50_ms"] for c in cells), 3),
-        "p99_ms": round(statistics.median(c["p99_ms"] for c in cells), 3),
+        "p50_ms": _median([c["p50_ms"] for c in cells], 3),
+        "p99_ms": _median([c["p99_ms"] for c in cells], 3),
         "errors": sum(c["errors"] for c in cells),
         "loadgen_cpu": round(statistics.median(c["loadgen_cpu"] for c in cells), 2),
         "runs": len(cells),
     }
 
 
-def ratio(ours: float, theirs: float) -> float | None:
-    return round(ours / theirs, 3) if theirs else None
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    if ours is None or not theirs:
+        return None
+    return round(ours / theirs, 3)
 
 
 @dataclass(frozen=True)

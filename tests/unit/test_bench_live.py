@@ -133,3 +133,32 @@ def test_the_summary_takes_medians_and_ratios():
     assert figures["ldapsrv-sqlite"]["rate"] == 200.0 and figures["slapd"]["rate"] == 800.0
     assert figures["ratio"] == {"ldapsrv-sqlite": 0.25}
     assert figures["p99_ratio"] == {"ldapsrv-sqlite": 0.25}
+
+
+def test_a_cell_without_completed_operations_has_no_latency_and_no_p99_ratio():
+    def cell(p99: float | None) -> dict[str, object]:
+        return {
+            "rate": 10.0,
+            "unit": "entries/s",
+            "p50_ms": p99,
+            "p99_ms": p99,
+            "errors": 0,
+            "loadgen_cpu": 0.1,
+        }
+
+    runs = [
+        {
+            "cells": [
+                {
+                    "scenario": "enumeration",
+                    "connections": 64,
+                    "ldapsrv-sqlite": cell(None),
+                    "slapd": cell(5.0),
+                }
+            ]
+        }
+    ]
+    figures = summarise(runs, ["ldapsrv-sqlite", "slapd"])["enumeration"]["64"]
+    assert figures["ldapsrv-sqlite"]["p99_ms"] is None
+    assert figures["p99_ratio"] == {"ldapsrv-sqlite": None}
+    assert figures["ratio"] == {"ldapsrv-sqlite": 1.0}
