@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
@@ -64,15 +64,7 @@ def started_targets(
         targets.append(Target("ldapsrv-sqlite", server, creds))
         if postgresql_url:
             url = stack.enter_context(scratch_postgresql(postgresql_url))
-            pg_options = LdapsrvOptions(
-                database_url=url,
-                bcrypt_cost=options.bcrypt_cost,
-                token_bcrypt_cost=options.token_bcrypt_cost,
-                workers=options.workers,
-                cold_tokens=options.cold_tokens,
-                cpus=server_cpus,
-                backend_label="postgresql",
-            )
+            pg_options = replace(options, database_url=url, backend_label="postgresql")
             server, creds = start_ldapsrv(data, pg_options)
             stack.callback(server.stop)
             targets.append(Target("ldapsrv-postgresql", server, creds))
