@@ -117,7 +117,7 @@ def related_names(
     found: defaultdict[int, list[str]] = defaultdict(list)
     query = _related_statement(key, other_key, other, only)
     for start in range(0, len(ids), IN_CHUNK):
-        rows = conn.execute(query, {"ids": ids[start : start + IN_CHUNK]})
+        rows = conn.execute(query, {"ids": ids[start : start + IN_CHUNK]}).all()
         for owner, name in rows:
             found[owner].append(name)
     return {owner: tuple(names) for owner, names in found.items()}
