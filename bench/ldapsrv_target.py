@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -231,6 +232,16 @@ def add_accounts(directory: SqlDirectory, options: LdapsrvOptions) -> Secrets:
 def start_ldapsrv(data: DataSet, options: LdapsrvOptions) -> tuple[ServerProcess, Secrets]:
     """Create the schema, load ``data``, start ``ldapsrv serve``; the caller stops it."""
     workdir = Path(tempfile.mkdtemp(prefix="ldapsrv-bench-"))
+    try:
+        return _start_in(workdir, data, options)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _start_in(
+    workdir: Path, data: DataSet, options: LdapsrvOptions
+) -> tuple[ServerProcess, Secrets]:
     port = free_port()
     config_path = workdir / "ldapsrv.toml"
     config_path.write_text(render_toml(bench_config(workdir, port, options)))

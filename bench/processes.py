@@ -111,16 +111,17 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited {self.process.returncode}:\n{self.log_tail()}"
-                )
+                log = self.log_tail()
+                self.stop()
+                raise RuntimeError(f"{self.name} exited {self.process.returncode}:\n{log}")
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.settimeout(1)
                 if sock.connect_ex((self.host, self.port)) == 0:
                     return
             time.sleep(0.1)
+        log = self.log_tail()
         self.stop()
-        raise RuntimeError(f"{self.name} not listening after {timeout:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} not listening after {timeout:.0f} s:\n{log}")
 
     def stop(self) -> None:
         """SIGTERM by PID, SIGKILL if it does not go; then the work directory."""

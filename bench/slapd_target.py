@@ -208,6 +208,16 @@ def start_slapd(data: DataSet, cpus: tuple[int, ...] = ()) -> tuple[ServerProces
     if slapadd is None:
         raise RuntimeError("slapadd is not installed")
     workdir = Path(tempfile.mkdtemp(prefix="slapd-bench-"))
+    try:
+        return _start_in(workdir, path, slapadd, data, cpus)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _start_in(
+    workdir: Path, path: str, slapadd: str, data: DataSet, cpus: tuple[int, ...]
+) -> tuple[ServerProcess, Secrets]:
     (workdir / "db").mkdir()
     conf = workdir / "slapd.conf"
     conf.write_text(slapd_conf(workdir))

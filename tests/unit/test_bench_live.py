@@ -5,6 +5,7 @@ together."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -162,3 +163,11 @@ def test_a_cell_without_completed_operations_has_no_latency_and_no_p99_ratio():
     assert figures["ldapsrv-sqlite"]["p99_ms"] is None
     assert figures["p99_ratio"] == {"ldapsrv-sqlite": None}
     assert figures["ratio"] == {"ldapsrv-sqlite": 1.0}
+
+
+def test_a_server_that_cannot_start_leaves_nothing_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    bad = replace(OPTIONS, database_url="postgresql+psycopg2://postgres@127.0.0.1:1/none")
+    with pytest.raises(RuntimeError, match="db upgrade"):
+        start_ldapsrv(DATA, bad)
+    assert list(tmp_path.iterdir()) == []
