@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make run    start the server on the embedded defaults (SQLite, dev TLS, ports 3389/3636)
 #   make test   lint, type-check and run the whole test suite
+#   make bench  ldapsrv against OpenLDAP's slapd, side by side (bench/results/README.md)
 # Both create .venv on first use and reinstall only when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -28,7 +29,13 @@ UPGRADE_ARGS := --config $(CONFIG)
 SERVE_ARGS   := --config $(CONFIG)
 endif
 
-.PHONY: run test lint pytest venv clean
+# make bench BENCH_ARGS="--runs 1 --duration 3" (see python -m bench --help);
+# BENCH_POSTGRESQL=<admin URL> adds ldapsrv on PostgreSQL (a scratch database).
+BENCH_ARGS       ?=
+BENCH_POSTGRESQL ?=
+BENCH_OUTPUT     ?= bench/results/$(shell date -u +%Y-%m-%d).json
+
+.PHONY: run test lint pytest venv clean bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +65,13 @@ pytest: $(VENV)/.stamp-test
 	$(BIN)/pytest -q
 
 test: lint pytest
+
+bench: $(VENV)/.stamp-test
+	$(BIN)/python -m bench run --output $(BENCH_OUTPUT) \
+		$(if $(strip $(BENCH_POSTGRESQL)),--postgresql '$(BENCH_POSTGRESQL)') $(BENCH_ARGS)
+
+soak: $(VENV)/.stamp-test
+	$(BIN)/python -m bench soak $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,6 +10,7 @@ bcrypt step is cached (see ``TokenVerifier``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -92,6 +93,11 @@ class PasswordAuthenticator:
         self.permissions = permissions
         self.audit = audit
         self.throttle = throttle
+        # A store that can answer a bind's several reads in one transaction says so
+        # with ``reading()`` (SqlDirectory does); fakes need not.
+        self._reading: Callable[[], AbstractContextManager[object]] = getattr(
+            reader, "reading", nullcontext
+        )
 
     def check(
         self,
@@ -105,7 +111,15 @@ class PasswordAuthenticator:
         With throttling, a locked-out address or (DN, address) pair is refused
         before any check, and a refusal carries the delay to wait before
         answering. An accepted bind carries the account's permissions.
+        Its reads (throttle counters, credentials, token row, grants) share one
+        transaction; its writes (counters, last use, rehash) have their own.
         """
+        with self._reading():
+            return self._check(name, password, address, bind_dn)
+
+    def _check(
+        self, name: str, password: bytes, address: str | None, bind_dn: str | None
+    ) -> BindOutcome:
         # The account's own name, so that every spelling of one DN shares a
         # counter; the raw DN only when it names no account.
         key = name or (bind_dn or "")

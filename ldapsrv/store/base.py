@@ -9,18 +9,21 @@ so they share these helpers instead of reaching into each other.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.records import AccountKind
 from ldapsrv.errors import AlreadyExists, InvalidValue, RangeExhausted
+from ldapsrv.store.engine import shared_reads
 from ldapsrv.store.models import accounts, groups, id_allocators, memberships
 from ldapsrv.store.sqlfilter import storable, visible_group
 
@@ -95,6 +98,22 @@ def kind_label(kind: str) -> str:
     return _KIND_LABELS.get(AccountKind(kind), kind)
 
 
+@functools.lru_cache(maxsize=256)
+def _related_statement(key: Any, other_key: Any, other: Any, only: Any) -> Any:
+    """The names-across-memberships query of ``related_names``, ids as the expanding
+    parameter ``ids``. Built once per (direction, condition): ``only`` comes from the
+    memoised visibility conditions, so a viewer's searches reuse one statement and
+    SQLAlchemy's cache key for it, which cost more than running it."""
+    query = (
+        select(key, other.c.name)
+        .join(other, other.c.id == other_key)
+        .where(key.in_(bindparam("ids", expanding=True)))
+    )
+    if only is not None and only is not True:
+        query = query.where(only)
+    return query.order_by(other.c.name_lower)
+
+
 def related_names(
     conn: Connection,
     ids: list[int],
@@ -112,12 +131,9 @@ def related_names(
     if only is False:
         return {}
     found: defaultdict[int, list[str]] = defaultdict(list)
+    query = _related_statement(key, other_key, other, only)
     for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        query = select(key, other.c.name).join(other, other.c.id == other_key).where(key.in_(chunk))
-        if only is not None and only is not True:
-            query = query.where(only)
-        rows = conn.execute(query.order_by(other.c.name_lower))
+        rows = conn.execute(query, {"ids": ids[start : start + IN_CHUNK]}).all()
         for owner, name in rows:
             found[owner].append(name)
     return {owner: tuple(names) for owner, names in found.items()}
@@ -146,6 +162,12 @@ class StoreBase:
     uid_range: tuple[int, int]
     gid_range: tuple[int, int]
     default_primary_group: str
+
+    def reading(self) -> AbstractContextManager[None]:
+        """A block whose reads on this thread share one transaction (see
+        ``engine.shared_reads``): what one bind asks the store, in one round trip
+        to the pool instead of one per question."""
+        return shared_reads(self.engine)
 
     def _now(self) -> datetime:
         # Whole seconds: LDAP shows createTimestamp/modifyTimestamp to the

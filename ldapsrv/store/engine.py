@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -254,6 +255,40 @@ def mapped_errors() -> Iterator[None]:
         raise
 
 
+class _SharedRead(threading.local):
+    engine: Engine | None = None
+    conn: Connection | None = None
+
+
+_shared = _SharedRead()
+
+
+@contextmanager
+def shared_reads(engine: Engine) -> Iterator[None]:
+    """Let the read-only ``run`` calls of this thread, inside the block, share one
+    connection and one transaction.
+
+    A bind asks four small questions (throttle counters, credentials, the token
+    row, grants); one checkout, BEGIN and COMMIT for all of them instead of one
+    each is most of what a warm bind costs. Writes inside the block still get
+    their own transaction (``run(write=True)`` never uses the shared one), so
+    a read snapshot here never turns into a write lock. Nested blocks reuse the
+    outer one. Errors are mapped as in ``run`` but not retried: the block is one
+    unit, and its caller (one bind) simply fails.
+    """
+    if _shared.conn is not None:
+        yield
+        return
+    with mapped_errors(), engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: False})
+        with conn.begin():
+            _shared.engine, _shared.conn = engine, conn
+            try:
+                yield
+            finally:
+                _shared.engine = _shared.conn = None
+
+
 def run(
     engine: Engine,
     work: Callable[[Connection], T],
@@ -272,6 +307,9 @@ def run(
     still fails is raised: operational errors as StoreUnavailable, domain
     errors from ``work`` unchanged.
     """
+    if not write and _shared.conn is not None and _shared.engine is engine:
+        with mapped_errors():
+            return work(_shared.conn)
     lost_connection_retries = 0 if write else 1
     attempt = 0
     while True:

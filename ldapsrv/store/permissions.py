@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, or_, select
+from sqlalchemy import bindparam, delete, exists, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from ldapsrv.directory.records import (
@@ -40,6 +40,34 @@ from ldapsrv.store.engine import run
 from ldapsrv.store.models import accounts, grants, groups, memberships
 
 _ONE_SUBJECT = "a grant goes to exactly one account or one group (not both, not none)"
+
+
+
+def _grants_of_statement() -> Any:
+    """(permission, scope group name) of every grant an account holds directly or
+    through its groups; the account's lower-case name is the ``name_lower`` parameter."""
+    viewer = (
+        select(accounts.c.id)
+        .where(accounts.c.name_lower == bindparam("name_lower"))
+        .scalar_subquery()
+    )
+    own_groups = select(memberships.c.group_id).where(memberships.c.account_id == viewer)
+    scope = groups.alias("scope_group")
+    return (
+        select(grants.c.permission, scope.c.name_lower)
+        .select_from(grants)
+        .outerjoin(scope, scope.c.id == grants.c.scope_group_id)
+        .where(
+            or_(
+                grants.c.subject_account_id == viewer,
+                grants.c.subject_group_id.in_(own_groups),
+            )
+        )
+    )
+
+
+# Built once: every bind runs it, and constructing it costs more than running it.
+_GRANTS_OF = _grants_of_statement()
 
 
 def check_permission(permission: Permission | str) -> Permission:
@@ -300,24 +328,7 @@ class Permissions(AuditLog):
         must simply lose every permission."""
 
         def work(conn: Connection) -> EffectivePermissions:
-            viewer = (
-                select(accounts.c.id)
-                .where(accounts.c.name_lower == name_key(account_name))
-                .scalar_subquery()
-            )
-            own_groups = select(memberships.c.group_id).where(memberships.c.account_id == viewer)
-            scope = groups.alias("scope_group")
-            rows = conn.execute(
-                select(grants.c.permission, scope.c.name_lower)
-                .select_from(grants)
-                .outerjoin(scope, scope.c.id == grants.c.scope_group_id)
-                .where(
-                    or_(
-                        grants.c.subject_account_id == viewer,
-                        grants.c.subject_group_id.in_(own_groups),
-                    )
-                )
-            ).all()
+            rows = conn.execute(_GRANTS_OF, {"name_lower": name_key(account_name)}).all()
             full = reset_all = False
             search_scopes: set[str] = set()
             reset_scopes: set[str] = set()

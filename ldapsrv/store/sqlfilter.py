@@ -50,6 +50,7 @@ comparisons of NOT NULL columns only), so F is simply NOT T.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -485,11 +486,11 @@ class _Compiler:
     ) -> tuple[Condition, Condition]:
         if not all(storable(n) for n in (group_name, account_name) if n is not None):
             return _NEVER
-        m = memberships.alias()
+        m = _TESTED_MEMBERSHIP
         if self.target != "groups":
             query = select(m.c.group_id).where(m.c.account_id == accounts.c.id)
             if group_name is not None or viewer is not None:
-                g = groups.alias()
+                g = _TESTED_GROUP
                 query = query.join(g, g.c.id == m.c.group_id)
                 if group_name is not None:
                     query = query.where(g.c.name_lower == group_name.lower())
@@ -499,7 +500,7 @@ class _Compiler:
         else:
             query = select(m.c.account_id).where(m.c.group_id == groups.c.id)
             if account_name is not None or viewer is not None:
-                a = accounts.alias()
+                a = _TESTED_ACCOUNT
                 query = query.join(a, a.c.id == m.c.account_id)
                 if account_name is not None:
                     query = query.where(a.c.name_lower == account_name.lower())
@@ -538,6 +539,13 @@ _FULL_GRANT = grants.alias("full_grant")
 _SCOPE_GRANT = grants.alias("scope_grant")
 _ROW_MEMBERSHIP = memberships.alias("row_membership")
 _VIEWER_IN_ROW = memberships.alias("viewer_in_row")
+# The membership tests of filters (member=, memberUid=, memberOf=): one alias each,
+# built once. Each test is its own EXISTS, so two tests in one filter may use the
+# same names; a fresh alias per test would copy every column of the table and
+# defeat the memoised visibility conditions, which are keyed by the alias.
+_TESTED_MEMBERSHIP = memberships.alias("tested_membership")
+_TESTED_GROUP = groups.alias("tested_group")
+_TESTED_ACCOUNT = accounts.alias("tested_account")
 _ROW_SCOPE_GRANT = grants.alias("row_scope_grant")
 
 
@@ -578,6 +586,17 @@ def _scope_groups(viewer: str) -> Any:
     )
 
 
+# The visibility conditions depend only on the row's table and the viewer's name,
+# and building them costs far more than running them: each is built once per
+# (table, viewer) and reused. Reuse is safe: they hold no grant or membership,
+# only the subqueries that look them up when the statement runs, so a grant or a
+# revocation still counts from the next search on.
+# Bounded small: a lookup's condition is unique to its value and is not worth
+# keeping; what repeats (viewers, paged and batched searches) fits easily.
+_VISIBILITY_CACHE = 256
+
+
+@functools.lru_cache(maxsize=_VISIBILITY_CACHE)
 def visible_account(row: Any, viewer: str) -> Condition:
     """Accounts table (or alias) ``row`` may be seen by ``viewer``: it holds full
     search, or the row is the viewer, or the row is a member of one of the
@@ -594,6 +613,7 @@ def visible_account(row: Any, viewer: str) -> Condition:
     return or_(_full_directory(viewer), row.c.name_lower == viewer.lower(), in_scope)
 
 
+@functools.lru_cache(maxsize=_VISIBILITY_CACHE)
 def visible_group(row: Any, viewer: str) -> Condition:
     """Groups table (or alias) ``row`` may be seen by ``viewer``: it holds full
     search, or it is a member of the row, or the row is one of its scope
@@ -621,12 +641,16 @@ def visible_group(row: Any, viewer: str) -> Condition:
     return or_(_full_directory(viewer), member, scope)
 
 
+@functools.lru_cache(maxsize=_VISIBILITY_CACHE)
 def compile_condition(predicate: Predicate, target: Target) -> Condition:
     """The folded WHERE condition selecting the rows for which ``predicate`` is TRUE.
 
     ``target`` is ``"users"`` or ``"service_accounts"`` (the accounts table; the
     caller adds the kind restriction) or ``"groups"``. A result of
-    ``True`` means no restriction, ``False`` means no row can match.
+    ``True`` means no restriction, ``False`` means no row can match. Memoised:
+    a predicate is an immutable value, and so is the condition (values are bound
+    in it, grants are looked up when it runs), so a repeated filter, a paged
+    search's every page and an enumeration's every batch compile once.
     """
     t, _ = _Compiler(target).compile(predicate)
     return t

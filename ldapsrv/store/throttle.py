@@ -20,13 +20,14 @@ width every backend indexes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from ldapsrv.auth.throttle import FailureCount, KeyKind, ListedFailure, ThrottleKey
@@ -72,6 +73,23 @@ def _where_keys(hashes: dict[str, ThrottleKey]) -> Any:
     )
 
 
+@functools.cache
+def _counts_statement(keys: int) -> Any:
+    """The counters of ``keys`` (kind, hash) pairs, parameters ``kind_<i>``/``hash_<i>``.
+    Built once per size (every bind asks): building it costs more than running it."""
+    return select(bind_failures).where(
+        or_(
+            *(
+                and_(
+                    bind_failures.c.key_kind == bindparam(f"kind_{i}"),
+                    bind_failures.c.key_hash == bindparam(f"hash_{i}"),
+                )
+                for i in range(keys)
+            )
+        )
+    )
+
+
 class BindFailures(StoreBase):
     """The ``bind_failures`` counters (implements ``auth.throttle.ThrottleStore``)."""
 
@@ -80,8 +98,13 @@ class BindFailures(StoreBase):
         if not hashes:
             return {}
 
+        params: dict[str, str] = {}
+        for index, (digest, key) in enumerate(hashes.items()):
+            params[f"kind_{index}"] = key.kind
+            params[f"hash_{index}"] = digest
+
         def work(conn: Connection) -> dict[ThrottleKey, FailureCount]:
-            rows = conn.execute(select(bind_failures).where(_where_keys(hashes)))
+            rows = conn.execute(_counts_statement(len(hashes)), params)
             return {hashes[row.key_hash]: _count(row) for row in rows}
 
         return run(self.engine, work, write=False)

@@ -22,7 +22,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, true, update
+from sqlalchemy import bindparam, delete, func, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from ldapsrv.auth.ports import NewSecret, NewToken
@@ -140,6 +140,10 @@ def _select_tokens() -> Any:
     return select(*_TOKEN_COLUMNS).join(accounts, accounts.c.id == tokens.c.account_id)
 
 
+# Built once (every bind runs it): constructing a statement costs more than running it.
+_TOKEN_BY_LOOKUP_ID = _select_tokens().where(tokens.c.lookup_id == bindparam("lookup_id"))
+
+
 class Tokens(AuditLog):
     """``TokenStore`` (ldapsrv.auth.ports) on the tokens table."""
 
@@ -225,7 +229,7 @@ class Tokens(AuditLog):
             return None
 
         def work(conn: Connection) -> TokenRecord | None:
-            row = conn.execute(_select_tokens().where(tokens.c.lookup_id == lookup_id)).first()
+            row = conn.execute(_TOKEN_BY_LOOKUP_ID, {"lookup_id": lookup_id}).first()
             return None if row is None else _record(row)
 
         return run(self.engine, work, write=False)

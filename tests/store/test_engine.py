@@ -185,3 +185,32 @@ def test_a_locked_sqlite_file_is_store_busy_not_just_unavailable(sqlite_engine, 
         other.execute("ROLLBACK")
         other.close()
         locked_engine.dispose()
+
+
+def test_shared_reads_answer_a_threads_reads_in_one_transaction_and_writes_in_their_own(
+    sqlite_engine,
+):
+    directory = SqlDirectory(sqlite_engine, uid_range=(1000, 2000), gid_range=(1000, 2000))
+    begins: list[str] = []
+    event.listen(sqlite_engine, "begin", lambda conn: begins.append("begin"))
+    with engine_module.shared_reads(sqlite_engine):
+        first = run(sqlite_engine, lambda conn: conn, write=False)
+        second = run(sqlite_engine, lambda conn: conn, write=False)
+        with engine_module.shared_reads(sqlite_engine):  # nested: the same transaction
+            third = run(sqlite_engine, lambda conn: conn, write=False)
+        assert first is second is third
+        assert begins == ["begin"]
+        # A write inside the block commits on its own and is visible afterwards.
+        directory.create_user(NewUser(name="alice"))
+        assert len(begins) == 2
+    assert directory.get_user("alice").name == "alice"
+    run(sqlite_engine, lambda conn: None, write=False)
+    assert len(begins) == 4  # outside the block every run() is its own transaction again
+
+
+def test_a_database_error_inside_shared_reads_is_store_unavailable(sqlite_engine):
+    def broken(conn):
+        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))
+
+    with pytest.raises(StoreUnavailable), engine_module.shared_reads(sqlite_engine):
+        run(sqlite_engine, broken, write=False)

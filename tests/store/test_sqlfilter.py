@@ -143,11 +143,18 @@ def test_string_ordering_is_by_code_point_on_postgresql():
 def test_membership_tests_are_correlated_exists_subqueries():
     sql = _sql(InGroup("Admins"))
     assert sql.startswith("EXISTS (SELECT")
-    assert "memberships_1.account_id = accounts.id" in sql
-    assert "groups_1.name_lower = 'admins'" in sql
+    assert "tested_membership.account_id = accounts.id" in sql
+    assert "tested_group.name_lower = 'admins'" in sql
     sql = _sql(HasMember("Alice"), "groups")
-    assert "memberships_1.group_id = groups.id" in sql
-    assert "accounts_1.name_lower = 'alice'" in sql
+    assert "tested_membership.group_id = groups.id" in sql
+    assert "tested_account.name_lower = 'alice'" in sql
+
+
+def test_two_membership_tests_in_one_filter_are_two_independent_subqueries():
+    sql = _sql(AllOf((InGroup("admins"), Negation(InGroup("staff")))))
+    assert sql.count("EXISTS (SELECT") == 2
+    assert "tested_group.name_lower = 'admins'" in sql
+    assert "tested_group.name_lower = 'staff'" in sql
 
 
 def test_like_wildcards_and_the_escape_character_are_escaped():
