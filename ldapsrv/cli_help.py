@@ -18,6 +18,10 @@ EXAMPLES: dict[str, str] = {
     "db upgrade": "ldapsrv db upgrade --config /etc/ldapsrv/ldapsrv.toml",
     "db sample": "ldapsrv db sample --data-dir ./data",
     "db status": "ldapsrv db status --config /etc/ldapsrv/ldapsrv.toml",
+    "db backup": "ldapsrv db backup /var/backups/ldapsrv-$(date +%F).db "
+    "--config /etc/ldapsrv/ldapsrv.toml",
+    "db restore": "ldapsrv db restore /var/backups/ldapsrv-2026-11-29.db "
+    "--config /etc/ldapsrv/ldapsrv.toml",
     "import": "slapcat -n 1 > old.ldif && ldapsrv import old.ldif --dry-run && "
     "ldapsrv import old.ldif",
     "import-csv": "ldapsrv import-csv people.csv --dry-run   # columns: uid,cn,mail,groups,...",
