@@ -108,6 +108,9 @@ class Config:
     # [monitoring]
     expiry_warning_days: int = 14
     expiry_check_interval: int = 86400
+    # [cache]
+    cache_search_results_mib: int = 32
+    cache_token_binds: int = 10_000
 
 
 def _host_port(key: str, raw: object) -> HostPort | None:
@@ -415,6 +418,10 @@ _SPEC: dict[str, dict[str, tuple[Callable[[str, object], Any], object]]] = {
         "expiry_warning_days": (_int_in(1, 3650), 14),
         "expiry_check_interval": (_int_in(60, 86400 * 7), 86400),
     },
+    "cache": {
+        "search_results_mib": (_int_in(0, 65536), 32),  # 0 turns the search cache off
+        "token_binds": (_int_in(0, 10_000_000), 10_000),  # 0 turns the bind cache off
+    },
 }
 
 
@@ -542,4 +549,6 @@ def load_config(
         metrics_listen=v["metrics.listen"],
         expiry_warning_days=v["monitoring.expiry_warning_days"],
         expiry_check_interval=v["monitoring.expiry_check_interval"],
+        cache_search_results_mib=v["cache.search_results_mib"],
+        cache_token_binds=v["cache.token_binds"],
     )

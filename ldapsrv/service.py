@@ -34,6 +34,9 @@ from ldapsrv.auth.throttle import BindThrottle, ThrottlePolicy
 from ldapsrv.auth.tokens import TokenVerifier
 from ldapsrv.auth.vault import TokenVault, VaultError
 from ldapsrv.blocking import Blocking
+from ldapsrv.caching.binds import BindCache
+from ldapsrv.caching.counters import counter_source
+from ldapsrv.caching.search_results import SearchResultCache
 from ldapsrv.config import Config
 from ldapsrv.directory.dit import Dit
 from ldapsrv.directory.schema import load_schema
@@ -312,6 +315,18 @@ def _ldap_context(
 ) -> ServerContext:
     schema = load_schema()
     dit = Dit(config.base_dn)
+    bind_counters = counter_source(directory.engine, blocking.run)
+    search_counters = (
+        bind_counters
+        if search_reader is directory
+        else counter_source(search_reader.engine, blocking.run)
+    )
+    results = None
+    if config.cache_search_results_mib > 0:
+        results = SearchResultCache(config.cache_search_results_mib * 2**20)
+    binds = BindCache(config.cache_token_binds) if config.cache_token_binds > 0 else None
+    reactor.addSystemEventTrigger("after", "shutdown", bind_counters.close)
+    reactor.addSystemEventTrigger("after", "shutdown", search_counters.close)
     return ServerContext(
         settings=server_settings(config),
         dit=dit,
@@ -332,6 +347,10 @@ def _ldap_context(
         sleep=lambda seconds: deferLater(reactor, seconds),
         observer=observer,
         clock=reactor,
+        results=results,
+        search_counters=search_counters,
+        binds=binds,
+        bind_counters=bind_counters,
     )
 
 

@@ -321,5 +321,3 @@ def make_site(api: ManagementApi, max_body_bytes: int) -> server.Site:
     site.displayTracebacks = False
     site.noisy = False
     return site
-
-

@@ -51,6 +51,10 @@ class BindOutcome:
     via: str = "password"  # "password" or "token <identifier>", for the log
     permissions: EffectivePermissions = field(default_factory=EffectivePermissions)
     delay: float = 0.0  # seconds to wait before answering a refusal (throttling)
+    #: An accepted token bind that a bind cache may answer again, unchanged, until
+    #: this instant (token expiry, or when its last use is due to be written), as
+    #: long as nothing changes in the database meanwhile. None: check every time.
+    reusable_until: datetime | None = None
 
     @property
     def accepted(self) -> bool:
@@ -130,6 +134,9 @@ class PasswordAuthenticator:
         if self.throttle is not None:
             if outcome.accepted:
                 self.throttle.succeeded(key, address, decision)
+                if decision is not None and decision.pending:
+                    # Counters were cleared: not a decision to repeat as it stands.
+                    outcome = replace(outcome, reusable_until=None)
             else:
                 outcome = replace(outcome, delay=self.throttle.failed(key, address))
         if outcome.name is not None and self.permissions is not None:
@@ -186,9 +193,14 @@ class PasswordAuthenticator:
             return BindOutcome(None, reason, via)
         if credentials.disabled:
             return BindOutcome(None, "account is disabled", via)
+        next_use_record = (record.last_used_at or now) + USE_RECORD_INTERVAL
         if record.last_used_at is None or now - record.last_used_at >= USE_RECORD_INTERVAL:
             self.tokens.record_token_use(lookup_id, now, address)
-        return BindOutcome(credentials.name, "", via)
+            next_use_record = now + USE_RECORD_INTERVAL
+        until = next_use_record
+        if record.expiring and record.expires_at is not None:
+            until = min(until, record.expires_at)
+        return BindOutcome(credentials.name, "", via, reusable_until=until)
 
     def change_password(self, name: str, old: bytes, new: bytes) -> None:
         """Self-service change: ``old`` must match. Raises WrongPassword,

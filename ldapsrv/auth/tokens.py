@@ -191,6 +191,12 @@ class TokenVerifier:
     The HMAC key is random per process and never stored, so the remembered
     digests mean nothing outside this process. Failures are never cached.
     Thread-safe: binds run in the thread pool.
+
+    Concurrent checks of one value against one row share a single bcrypt: when
+    a fleet reconnects at once (a restart, a network blip), sixty-four hosts
+    presenting the same token cost one bcrypt, not sixty-four. The others wait
+    for it, so they take as long as a bcrypt would have, and a value it
+    rejects still pays its own bcrypt.
     """
 
     def __init__(self, cost: int, *, max_entries: int = DEFAULT_CACHE_SIZE) -> None:
@@ -201,6 +207,7 @@ class TokenVerifier:
         self._key = secrets.token_bytes(32)
         self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self._checking: dict[tuple[str, str, bytes], threading.Event] = {}
 
     def _digest(self, presented: bytes) -> bytes:
         return hmac.new(self._key, presented, hashlib.sha256).digest()
@@ -212,12 +219,35 @@ class TokenVerifier:
             return False
         key = (record.lookup_id, record.secret_hash)
         digest = self._digest(presented)
+        if self._remembered(key, digest):
+            return True
+        check = (*key, digest)
+        with self._lock:
+            running = self._checking.get(check)
+            if running is None:
+                self._checking[check] = threading.Event()
+        if running is not None:
+            running.wait()
+            if self._remembered(key, digest):
+                return True
+            # The shared check failed: this caller pays its own, as any wrong value does.
+            return self._bcrypt(presented, record, key, digest)
+        try:
+            return self._bcrypt(presented, record, key, digest)
+        finally:
+            with self._lock:
+                self._checking.pop(check).set()
+
+    def _remembered(self, key: tuple[str, str], digest: bytes) -> bool:
         with self._lock:
             remembered = self._cache.get(key)
             if remembered is not None:
                 self._cache.move_to_end(key)
-        if remembered is not None and hmac.compare_digest(remembered, digest):
-            return True
+        return remembered is not None and hmac.compare_digest(remembered, digest)
+
+    def _bcrypt(
+        self, presented: bytes, record: TokenRecord, key: tuple[str, str], digest: bytes
+    ) -> bool:
         # A wrong value for a cached pair still pays a bcrypt: a wrong secret costs
         # the same whether or not the token was used recently.
         try:

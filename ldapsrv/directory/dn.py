@@ -8,6 +8,8 @@ uses caseIgnoreMatch.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 AVA = tuple[str, str]
 RDN = tuple[AVA, ...]
 DN = tuple[RDN, ...]
@@ -88,8 +90,34 @@ def _parse_value(text: str, pos: int) -> tuple[str, int]:
         raise DNError("escaped value is not valid UTF-8") from exc
 
 
+_MEMO_MAX_CHARS = 512
+"""DNs up to this long are parsed and normalised once and remembered (clients send
+the same base and bind DNs over and over); longer ones every time, so that odd
+input cannot fill memory."""
+
+
 def parse_dn(text: str) -> DN:
     """Parse a string DN; the empty string is the root (no RDNs)."""
+    if len(text) <= _MEMO_MAX_CHARS:
+        return _parse_dn_memo(text)
+    return _parse_dn(text)
+
+
+def normalize(dn: DN) -> DN:
+    """Case-fold values for comparison (all our naming attributes ignore case)."""
+    if len(dn) <= 8 and sum(len(v) for rdn in dn for _, v in rdn) <= _MEMO_MAX_CHARS:
+        return _normalize_memo(dn)
+    return _normalize(dn)
+
+
+def _normalize(dn: DN) -> DN:
+    return tuple(tuple((a, v.casefold()) for a, v in rdn) for rdn in dn)
+
+
+_normalize_memo = lru_cache(maxsize=4096)(_normalize)
+
+
+def _parse_dn(text: str) -> DN:
     rdns: list[RDN] = []
     n = len(text)
     pos = 0
@@ -126,9 +154,8 @@ def parse_dn(text: str) -> DN:
     return tuple(rdns)
 
 
-def normalize(dn: DN) -> DN:
-    """Case-fold values for comparison (all our naming attributes ignore case)."""
-    return tuple(tuple((a, v.casefold()) for a, v in rdn) for rdn in dn)
+# DNError is raised afresh each time: lru_cache keeps no exceptions.
+_parse_dn_memo = lru_cache(maxsize=4096)(_parse_dn)
 
 
 def escape_value(value: str) -> str:

@@ -23,6 +23,7 @@ one pass over its bytes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Protocol
 
 from ldapsrv.directory.filters import (
@@ -569,6 +570,35 @@ def _controls(data: bytes, start: int, end: int) -> tuple[Control, ...]:
     return tuple(controls)
 
 
+_MEMO_MAX_BYTES = 1024
+"""SearchRequests up to this size (protocolOp and controls) are decoded once and
+remembered: clients repeat the same searches, and only the message ID changes.
+Only searches: a BindRequest or an extended request may carry a password, which
+must not outlive its operation in memory."""
+
+
+def _decode_body(
+    data: bytes, start: int, stop: int, max_filter_depth: int
+) -> tuple[Request, tuple[Control, ...]]:
+    """The protocolOp from ``start`` and the controls after it, up to ``stop``."""
+    op_tag, op_start, op_stop = read_tlv(data, start, stop)
+    _, decode = _OPERATIONS[op_tag]
+    request = decode(data, op_start, op_stop, max_filter_depth)
+    controls: tuple[Control, ...] = ()
+    if op_stop < stop:
+        cs, ce = _expect(data, op_stop, stop, _CONTROLS, "controls")
+        _end(ce, stop, "LDAPMessage")
+        controls = _controls(data, cs, ce)
+    return request, controls
+
+
+@lru_cache(maxsize=2048)
+def _decode_search_body(body: bytes, max_filter_depth: int) -> tuple[Request, tuple[Control, ...]]:
+    # Decoded values are immutable (frozen dataclasses, tuples), so one decoding
+    # can be shared; errors are raised every time (lru_cache keeps no exceptions).
+    return _decode_body(body, 0, len(body), max_filter_depth)
+
+
 def decode_message(pdu: bytes, *, max_filter_depth: int = 50) -> LDAPMessage:
     """Decode one whole LDAPMessage PDU (as cut by ``PDUFramer``) into a request.
 
@@ -587,20 +617,18 @@ def decode_message(pdu: bytes, *, max_filter_depth: int = 50) -> LDAPMessage:
         message_id = decode_integer(data, ms, me)
         if not 0 <= message_id <= MAX_INT:
             raise BERError(f"messageID {message_id} is out of range 0..{MAX_INT}")
-        op_tag, op_start, op_stop = read_tlv(data, me, stop)
+        op_tag, _, _ = read_tlv(data, me, stop)
     except BERError as exc:
         raise ProtocolViolation(f"malformed LDAPMessage: {exc}") from None
     operation = _OPERATIONS.get(op_tag)
     if operation is None:
         raise ProtocolViolation(f"protocolOp tag 0x{op_tag:02x} is not an LDAP request")
-    request_type, decode = operation
+    request_type = operation[0]
     try:
-        request = decode(data, op_start, op_stop, max_filter_depth)
-        controls: tuple[Control, ...] = ()
-        if op_stop < stop:
-            cs, ce = _expect(data, op_stop, stop, _CONTROLS, "controls")
-            _end(ce, stop, "LDAPMessage")
-            controls = _controls(data, cs, ce)
+        if op_tag == _SEARCH_REQUEST and stop - me <= _MEMO_MAX_BYTES:
+            request, controls = _decode_search_body(data[me:stop], max_filter_depth)
+        else:
+            request, controls = _decode_body(data, me, stop, max_filter_depth)
     except _Reject as rejected:
         raise RequestRejected(message_id, request_type, rejected.code, rejected.message) from None
     except (ValueError, IndexError, OverflowError, RecursionError) as exc:
@@ -668,14 +696,20 @@ def encode_bind_response(
 def encode_search_entry(
     message_id: int, dn: str, attributes: Sequence[tuple[str, Sequence[bytes]]]
 ) -> bytes:
-    """SearchResultEntry ``[APPLICATION 4]``: the hot path of every search.
+    """A whole LDAPMessage carrying one SearchResultEntry."""
+    return wrap_search_entry(message_id, encode_search_entry_op(dn, attributes))
+
+
+def encode_search_entry_op(dn: str, attributes: Sequence[tuple[str, Sequence[bytes]]]) -> bytes:
+    """SearchResultEntry ``[APPLICATION 4]`` alone, without the message envelope
+    (what the search result cache keeps): the hot path of every search.
 
     Builds one flat list of pieces and joins it once, so each attribute value
     is copied exactly once however deep it sits in the TLV nesting; headers
     are filled into placeholders once their content length is known. An
     attribute with no values is allowed (typesOnly searches).
     """
-    pieces: list[bytes] = []
+    pieces: list[bytes] = [b""]  # the protocolOp header, filled in at the end
     append = pieces.append
     os_headers = _OS_HEADERS
     attributes_length = 0
@@ -705,10 +739,29 @@ def encode_search_entry(
         attributes_length += len(header) + length
     dn_bytes = dn.encode("utf-8")
     head = _header(OCTET_STRING, len(dn_bytes)) + dn_bytes + _header(SEQUENCE, attributes_length)
-    op_length = len(head) + attributes_length
-    head = encode_integer(message_id) + _header(_SEARCH_ENTRY, op_length) + head
-    head = _header(SEQUENCE, len(head) + attributes_length) + head
-    return head + b"".join(pieces)
+    pieces[0] = _header(_SEARCH_ENTRY, len(head) + attributes_length) + head
+    return b"".join(pieces)
+
+
+def wrap_search_entry(message_id: int, entry_op: bytes) -> bytes:
+    """The LDAPMessage envelope around an encoded SearchResultEntry protocolOp."""
+    mid = encode_integer(message_id)
+    return _header(SEQUENCE, len(mid) + len(entry_op)) + mid + entry_op
+
+
+def wrap_search_entries(message_id: int, entry_ops: Sequence[bytes]) -> bytes:
+    """Several entries of one search, each in its envelope, as one buffer."""
+    mid = encode_integer(message_id)
+    mid_length = len(mid)
+    seq_headers = _SEQ_HEADERS
+    pieces: list[bytes] = []
+    append = pieces.append
+    for op in entry_ops:
+        length = mid_length + len(op)
+        append(seq_headers[length] if length < 0x80 else _header(SEQUENCE, length))
+        append(mid)
+        append(op)
+    return b"".join(pieces)
 
 
 def encode_search_done(

@@ -104,7 +104,7 @@ class SearchEngine:
                 if self._static_matches(source, search.filter):
                     if max_entries is not None and sent >= max_entries:
                         return Stop.LIMIT
-                    if writable is not None and await _held_up(writable, cancelled):
+                    if writable is not None and await held_up(writable, cancelled):
                         return Stop.CANCELLED
                     emit(search.renderer.static(source))
                     sent += 1
@@ -128,7 +128,7 @@ class SearchEngine:
             for row in rows:
                 if max_entries is not None and sent >= max_entries:
                     return Stop.LIMIT
-                if writable is not None and await _held_up(writable, cancelled):
+                if writable is not None and await held_up(writable, cancelled):
                     return Stop.CANCELLED
                 emit(render(row))
                 sent += 1
@@ -179,7 +179,7 @@ class SearchEngine:
         return evaluate(flt, static_attribute_map(entry), self.schema, dn_values) is True
 
 
-async def _held_up(
+async def held_up(
     writable: Callable[[], Deferred[None] | None], cancelled: Callable[[], bool]
 ) -> bool:
     """Wait while the client is not reading; True if the search was cancelled meanwhile."""

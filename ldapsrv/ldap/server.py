@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,15 @@ from ldapsrv.auth.binding import (
     WrongPassword,
 )
 from ldapsrv.auth.passwords import PasswordRejected, generate_password
+from ldapsrv.auth.tokens import parse_token
+from ldapsrv.caching.binds import BindCache
+from ldapsrv.caching.counters import CounterSource, read_current
+from ldapsrv.caching.search_results import (
+    AnswerCapture,
+    CachedAnswer,
+    Position,
+    SearchResultCache,
+)
 from ldapsrv.directory.dit import Dit, Kind, NoSuchBase, StoredEntries
 from ldapsrv.directory.dn import DNError, normalize, parse_dn
 from ldapsrv.directory.entries import Entry, Renderer, Selection
@@ -42,6 +51,7 @@ from ldapsrv.directory.visibility import Viewer
 from ldapsrv.errors import DomainError, NotFound, StoreBusy
 from ldapsrv.ldap import codec, rootdse
 from ldapsrv.ldap import results as rc
+from ldapsrv.ldap.driving import drive
 from ldapsrv.ldap.flow import WriteFlow
 from ldapsrv.ldap.framing import PDUFramer
 from ldapsrv.ldap.limits import (
@@ -65,7 +75,7 @@ from ldapsrv.ldap.messages import (
     SearchRequest,
     UnbindRequest,
 )
-from ldapsrv.ldap.search import Cursor, PreparedSearch, SearchEngine, Stop
+from ldapsrv.ldap.search import Cursor, PreparedSearch, SearchEngine, Stop, held_up
 from ldapsrv.observability.records import (
     NullObserver,
     Observer,
@@ -82,6 +92,9 @@ CLOSE_GRACE = 5.0
 SHUTTING_DOWN = "the server is shutting down"
 _SUBSCHEMA = normalize(parse_dn("cn=Subschema"))
 _USER_SUBSCHEMA_ATTRS = frozenset({"objectclass", "cn"})
+#: Entries sent per write when a cached answer is replayed (back-pressure checked between).
+REPLAY_CHUNK = 64
+_REPEATABLE_CODES = frozenset({rc.SUCCESS, rc.SIZE_LIMIT_EXCEEDED, rc.NO_SUCH_OBJECT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +135,18 @@ class ServerContext:
     connections: ConnectionTracker = field(
         default_factory=lambda: ConnectionTracker(time.monotonic)
     )
+    #: Search answers and warm token binds kept in memory (None: off), each
+    #: validated against the change counters of the database it was read from.
+    results: SearchResultCache | None = None
+    search_counters: CounterSource | None = None
+    binds: BindCache | None = None
+    bind_counters: CounterSource | None = None
 
 
 @dataclass(slots=True)
 class PagedSearch:
     fingerprint: tuple[object, ...]
-    prepared: PreparedSearch
+    prepared: PreparedSearch | None  # None until a page has to be read from the store
     cursor: Cursor
 
 
@@ -173,6 +192,7 @@ class LDAPConnection(protocol.Protocol):
         self._handling = False
         self._lost = False
         self._abort_timer: Any = None
+        self._loopback: bool | None = None  # whether the peer is on loopback (once known)
 
     # -- connection life ---------------------------------------------------------
 
@@ -380,14 +400,12 @@ class LDAPConnection(protocol.Protocol):
                 op.result_code = result.code
                 self._respond(message.message_id, message.request, result)
 
-        def finished(_: object) -> None:
+        def finished() -> None:
             self.operations.pop(message.message_id, None)
             self._observe_message(message, op)
             self._operation_finished()
 
-        d = Deferred.fromCoroutine(handler(message, op))
-        d.addErrback(failed)
-        d.addBoth(finished)
+        drive(handler(message, op), failed, finished)
 
     def _observe(self, message_id: int, request: object, request_type: str, op: Operation) -> None:
         """Tell the observer (access log, metrics) that an operation ended."""
@@ -509,10 +527,24 @@ class LDAPConnection(protocol.Protocol):
         # A DN naming no account is checked anyway ("" names nobody), so that it
         # costs the same and is throttled like any other failure.
         name = self.ctx.dit.parse_entry_name(request.name, Kind.USER) or ""
+        binds = self.ctx.binds
+        counters = None
+        if binds is not None and name and parse_token(password) is not None:
+            counters = await read_current(self.ctx.bind_counters)
+        kept = None
+        if counters is not None:
+            assert binds is not None
+            kept = binds.get(name, self.peer_host, password, counters)
         try:
-            outcome = await self.ctx.run_blocking(
-                self.ctx.authenticator.check, name, password, self.peer_host, request.name
-            )
+            if kept is not None:
+                outcome = kept
+            else:
+                outcome = await self.ctx.run_blocking(
+                    self.ctx.authenticator.check, name, password, self.peer_host, request.name
+                )
+                if counters is not None:
+                    assert binds is not None
+                    binds.put(name, self.peer_host, password, counters, outcome)
         except DomainError as exc:
             log.warning("bind for %r from %s failed: %s", request.name, self.peer, exc)
             if isinstance(exc, StoreBusy):  # e.g. SQLite write-locked past its busy timeout
@@ -554,17 +586,21 @@ class LDAPConnection(protocol.Protocol):
             return False
         if requirement == "always":
             return True
-        return not _is_loopback(self.peer_host)
+        if self._loopback is None:
+            self._loopback = _is_loopback(self.peer_host)
+        return not self._loopback
 
     async def _search(self, message: LDAPMessage, op: Operation) -> None:
         request = message.request
         assert isinstance(request, SearchRequest)
         mid = message.message_id
         paged_control = next((c for c in message.controls if c.oid == rootdse.PAGED_RESULTS), None)
+        sent: list[tuple[int, str, str]] = []  # the result that ended the search
 
         def done(
             code: int, text: str = "", matched: str = "", controls: tuple[Control, ...] = ()
         ) -> None:
+            sent.append((code, text, matched))
             if not op.abandoned:
                 op.result_code = code
                 self._write(
@@ -625,24 +661,53 @@ class LDAPConnection(protocol.Protocol):
         time_limits = [t for t in (request.time_limit, own_time_limit) if t > 0]
         deadline = time.monotonic() + min(time_limits) if time_limits else None
 
+        capture: AnswerCapture | None = None
+
         def emit(entry: Entry) -> None:
             dn, attributes = entry
             op.entries += 1
-            self._write(codec.encode_search_entry(mid, dn, attributes))
+            encoded = codec.encode_search_entry_op(dn, attributes)
+            if capture is not None:
+                capture.add(encoded)
+            self._write(codec.wrap_search_entry(mid, encoded))
 
         def cancelled() -> bool:
             return op.abandoned or self.closed
 
         engine = self.ctx.engine
+        cache = self.ctx.results
+        # Who asks and what: everything but the message ID that the answer depends on.
+        asked = (
+            viewer.account_name,
+            viewer.may_read_directory,
+            viewer.sees_state,
+            request.base,  # as sent: another spelling of the same base is another key
+            request.scope,
+            request.filter,
+            tuple(a.lower() for a in request.attributes),
+            request.types_only,
+        )
         if paged_control is None:
-            prepared = self._prepare(request, plan, viewer)
             limits = [s for s in (request.size_limit, own_size_limit) if s > 0]
             size_limit = min(limits) if limits else None
+            key = (asked, size_limit)
+            # Read before the search reads anything: an answer computed now is
+            # stamped with a counter no newer than the data it holds.
+            counter = await self._directory_counter() if cache is not None else None
+            if counter is not None:
+                assert cache is not None
+                answer = cache.get(key, counter)
+                if answer is not None:
+                    await self._replay(mid, op, answer, done, ())
+                    return
+                capture = cache.capture()
+            prepared = self._prepare(request, plan, viewer)
             cursor = Cursor()
             stop = await engine.stream(
                 prepared, cursor, size_limit, emit, cancelled, deadline, self.flow.wait
             )
             await self._finish_search(stop, cursor, plan.leaves, viewer, done, ())
+            _keep(cache, key, counter, capture, stop, sent)
             return
 
         try:
@@ -667,10 +732,35 @@ class LDAPConnection(protocol.Protocol):
                 )
                 return
         else:
-            state = PagedSearch(fingerprint, self._prepare(request, plan, viewer), Cursor())
+            state = PagedSearch(fingerprint, None, Cursor())
         if page_size <= 0:
             done(rc.SUCCESS, controls=no_paging())  # size 0: the client abandons the search
             return
+
+        def next_page(position: Position) -> tuple[Control, ...]:
+            state.cursor = Cursor(position.source, position.after_id, position.returned)
+            new_cookie = os.urandom(12)
+            self.paged[new_cookie] = state
+            while len(self.paged) > MAX_PAGED_SEARCHES:
+                self.paged.popitem(last=False)
+            value = codec.encode_paged_results_value(0, new_cookie)
+            return (Control(rootdse.PAGED_RESULTS, False, value),)
+
+        start = Position(state.cursor.source, state.cursor.after_id, state.cursor.returned)
+        page_key = (asked, page_size, request.size_limit, start)
+        counter = await self._directory_counter() if cache is not None else None
+        if counter is not None:
+            assert cache is not None
+            answer = cache.get(page_key, counter)
+            if answer is not None:
+                more = answer.next_page
+                await self._replay(
+                    mid, op, answer, done, no_paging() if more is None else next_page(more)
+                )
+                return
+            capture = cache.capture()
+        if state.prepared is None:
+            state.prepared = self._prepare(request, plan, viewer)
         max_entries = page_size
         if request.size_limit > 0:
             max_entries = min(page_size, request.size_limit - state.cursor.returned)
@@ -684,16 +774,44 @@ class LDAPConnection(protocol.Protocol):
             self.flow.wait,
         )
         if stop is Stop.LIMIT and max_entries == page_size:
-            new_cookie = os.urandom(12)
-            self.paged[new_cookie] = state
-            while len(self.paged) > MAX_PAGED_SEARCHES:
-                self.paged.popitem(last=False)
-            control = Control(
-                rootdse.PAGED_RESULTS, False, codec.encode_paged_results_value(0, new_cookie)
-            )
-            done(rc.SUCCESS, controls=(control,))
+            cursor = state.cursor
+            more = Position(cursor.source, cursor.after_id, cursor.returned)
+            done(rc.SUCCESS, controls=next_page(more))
+            if capture is not None and counter is not None and capture.entries is not None:
+                assert cache is not None
+                answer = CachedAnswer(tuple(capture.entries), rc.SUCCESS, next_page=more)
+                cache.put(page_key, counter, capture, answer)
             return
         await self._finish_search(stop, state.cursor, plan.leaves, viewer, done, no_paging())
+        _keep(cache, page_key, counter, capture, stop, sent)
+
+    async def _directory_counter(self) -> int | None:
+        """The directory change counter of the database searches read, now."""
+        counters = await read_current(self.ctx.search_counters)
+        return None if counters is None else counters.directory
+
+    async def _replay(
+        self,
+        mid: int,
+        op: Operation,
+        answer: CachedAnswer,
+        done: Callable[..., None],
+        controls: tuple[Control, ...],
+    ) -> None:
+        """Send a cached answer again, under this request's message ID, with the
+        same back-pressure as a search read from the store."""
+        entries = answer.entries
+        position = 0
+        while position < len(entries):
+            if await held_up(self.flow.wait, lambda: op.abandoned or self.closed):
+                return
+            chunk = entries[position : position + REPLAY_CHUNK]
+            position += len(chunk)
+            op.entries += len(chunk)
+            self._write(codec.wrap_search_entries(mid, chunk))
+        if op.abandoned or self.closed:
+            return
+        done(answer.code, answer.message, answer.matched, controls=controls)
 
     def _prepare(self, request: SearchRequest, plan: Any, viewer: Viewer) -> PreparedSearch:
         selection = Selection.parse(request.attributes, self.ctx.schema, request.types_only)
@@ -937,6 +1055,24 @@ class LDAPConnection(protocol.Protocol):
             return text[2:].lower() == self.identity.name.lower()
         name = self.ctx.dit.parse_entry_name(text, Kind.USER)
         return name is not None and name.lower() == self.identity.name.lower()
+
+
+def _keep(
+    cache: SearchResultCache | None,
+    key: Hashable,
+    counter: int | None,
+    capture: AnswerCapture | None,
+    stop: Stop,
+    sent: list[tuple[int, str, str]],
+) -> None:
+    """Keep a finished search's answer if it would be the same again while
+    nothing changes: it ran to its end or its size limit and the store answered."""
+    if cache is None or counter is None or capture is None or capture.entries is None:
+        return
+    if stop not in (Stop.DONE, Stop.LIMIT) or not sent or sent[-1][0] not in _REPEATABLE_CODES:
+        return
+    code, text, matched = sent[-1]
+    cache.put(key, counter, capture, CachedAnswer(tuple(capture.entries), code, text, matched))
 
 
 def _is_loopback(host: str | None) -> bool:

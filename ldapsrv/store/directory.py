@@ -67,10 +67,11 @@ from ldapsrv.store.base import (
 )
 from ldapsrv.store.engine import run
 from ldapsrv.store.imports import DirectoryImport
+from ldapsrv.store.keyed import split_keyed
 from ldapsrv.store.models import accounts, groups, memberships, utcnow
 from ldapsrv.store.permissions import Permissions
 from ldapsrv.store.service_accounts import ServiceAccounts
-from ldapsrv.store.sqlfilter import compile_condition, visible_account
+from ldapsrv.store.sqlfilter import MEMBER_KEY, compile_condition, member_condition, visible_account
 from ldapsrv.store.throttle import BindFailures
 from ldapsrv.store.tokens import Tokens
 
@@ -137,13 +138,21 @@ _CREDENTIALS = select(
 ).where(accounts.c.name_lower == bindparam("name_lower"))
 
 
+_NO_MEMBER = ""
+"""``by_member`` of ``_page_statement`` when no member is looked up."""
+
+
 @functools.lru_cache(maxsize=256)
-def _page_statement(target: str, condition: Any, by_name: bool) -> Any:
+def _page_statement(
+    target: str, condition: Any, by_name: bool, by_member: str | None = _NO_MEMBER
+) -> Any:
     """One page of people or groups matching ``condition`` (a memoised compiled
-    filter), in id order: parameters ``after_id``, ``limit`` and, ``by_name``,
-    ``name_lower``. Built once per condition, so the pages of a paged search, the
-    batches of an enumeration and repeated filters reuse the statement and its
-    SQLAlchemy cache key instead of building both again."""
+    filter), in id order: parameters ``after_id``, ``limit``, with ``by_name``
+    ``name_lower``, and for groups with ``by_member`` (None or a viewer's name:
+    see ``member_condition``) ``member_lower``. Built once per condition, so the
+    pages of a paged search, the batches of an enumeration, repeated filters and
+    lookups of one name after another (store/keyed.py) reuse the statement and
+    its SQLAlchemy cache key instead of building both again."""
     table = accounts if target == "users" else groups
     columns = _USER_COLUMNS if target == "users" else _GROUP_COLUMNS
     query = select(*columns).where(table.c.id > bindparam("after_id"))
@@ -151,6 +160,8 @@ def _page_statement(target: str, condition: Any, by_name: bool) -> Any:
         query = query.where(accounts.c.kind == "user")
     if by_name:
         query = query.where(table.c.name_lower == bindparam("name_lower"))
+    if by_member != _NO_MEMBER:
+        query = query.where(member_condition(by_member))
     if condition is not True:
         query = query.where(condition)
     return query.order_by(table.c.id).limit(bindparam("limit"))
@@ -235,6 +246,9 @@ class SqlDirectory(
         a viewer may see is the predicate's business (the caller adds
         ``VisibleTo``): this parameter only trims the lists inside them.
         """
+        keyed = split_keyed(predicate, ("name",)) if name is None else None
+        if keyed is not None:
+            predicate, name = keyed.rest, keyed.key
         condition = compile_condition(predicate, "users")
         if condition is False or limit <= 0:
             return []
@@ -259,12 +273,22 @@ class SqlDirectory(
     ) -> list[GroupRecord]:
         """Groups matching ``predicate``; like ``search_users``, with ``member_names``
         (only the members ``visible_to`` may see, when it is given)."""
+        member: str | None = _NO_MEMBER
+        keyed = split_keyed(predicate, ("name", "member")) if name is None else None
+        if keyed is not None:
+            predicate = keyed.rest
+            if keyed.kind == "name":
+                name = keyed.key
+            else:
+                member = keyed.member_visible_to
         condition = compile_condition(predicate, "groups")
         if condition is False or limit <= 0:
             return []
 
-        query = _page_statement("groups", condition, name is not None)
+        query = _page_statement("groups", condition, name is not None, member)
         params = _page_params(after_id, limit, name)
+        if keyed is not None and keyed.kind == "member":
+            params[MEMBER_KEY] = keyed.key.lower()
 
         def work(conn: Connection) -> list[GroupRecord]:
             rows = conn.execute(query, params).all()

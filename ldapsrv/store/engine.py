@@ -37,10 +37,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from ldapsrv.errors import StoreBusy, StoreUnavailable
+from ldapsrv.store.changes import DIRECTORY, bump
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+WITHOUT_CHANGE_COUNTERS = "ldapsrv_without_change_counters"
+"""Engine execution option for a database below revision 0006, which has no
+``change_counters`` table: writes then bump nothing. Only the migration tests
+write to such a database; a server refuses to start on one (check_schema)."""
 
 WRITE_OPTION = "ldapsrv_write"
 """Execution option marking a connection whose transaction will write. On
@@ -136,9 +142,7 @@ def make_engine(url: str, *, pool_size: int = 8) -> Engine:
             }
         }
         if not in_memory:
-            kwargs.update(
-                pool_size=pool_size, max_overflow=pool_size, pool_timeout=POOL_TIMEOUT_S
-            )
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=POOL_TIMEOUT_S)
         engine = create_engine(parsed, **kwargs)
         _configure_sqlite(engine, in_memory=in_memory)
         return engine
@@ -295,8 +299,15 @@ def run(
     *,
     write: bool,
     attempts: int = 6,
+    changes: tuple[str, ...] = (DIRECTORY,),
 ) -> T:
     """Run ``work`` in one transaction and return its result.
+
+    A write transaction also bumps the change counters named in ``changes``
+    (by default ``directory``: any write may change what LDAP answers), so
+    that caches validated against them drop what it changed. Bookkeeping
+    writes that change no answer (audit lines alone, a token's last use) pass
+    ``changes=()``; the failed-bind counters pass ``(THROTTLE,)``.
 
     The transaction commits when ``work`` returns and rolls back when it
     raises. It is retried (with a short randomised back-off) when the database
@@ -318,7 +329,12 @@ def run(
             with engine.connect() as conn:
                 conn.execution_options(**{WRITE_OPTION: write})
                 with conn.begin():
-                    return work(conn)
+                    result = work(conn)
+                    if write and changes and not conn.get_execution_options().get(
+                        WITHOUT_CHANGE_COUNTERS
+                    ):
+                        bump(conn, changes)
+                    return result
         except IntegrityError as exc:
             if not write or attempt >= attempts:
                 raise

@@ -42,7 +42,6 @@ from ldapsrv.store.models import accounts, grants, groups, memberships
 _ONE_SUBJECT = "a grant goes to exactly one account or one group (not both, not none)"
 
 
-
 def _grants_of_statement() -> Any:
     """(permission, scope group name) of every grant an account holds directly or
     through its groups; the account's lower-case name is the ``name_lower`` parameter."""

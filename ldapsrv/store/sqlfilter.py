@@ -56,7 +56,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, assert_never
 
-from sqlalchemy import ColumnElement, String, Table, and_, false, func, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    String,
+    Table,
+    and_,
+    bindparam,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
@@ -481,10 +493,11 @@ class _Compiler:
         self,
         *,
         group_name: str | None = None,
-        account_name: str | None = None,
+        account_name: str | BindParameter[str] | None = None,
         viewer: str | None = None,
     ) -> tuple[Condition, Condition]:
-        if not all(storable(n) for n in (group_name, account_name) if n is not None):
+        names = (group_name, account_name)
+        if not all(storable(n) for n in names if isinstance(n, str)):
             return _NEVER
         m = _TESTED_MEMBERSHIP
         if self.target != "groups":
@@ -502,8 +515,10 @@ class _Compiler:
             if account_name is not None or viewer is not None:
                 a = _TESTED_ACCOUNT
                 query = query.join(a, a.c.id == m.c.account_id)
-                if account_name is not None:
+                if isinstance(account_name, str):
                     query = query.where(a.c.name_lower == account_name.lower())
+                elif account_name is not None:  # bound at run time, already lower-cased
+                    query = query.where(a.c.name_lower == account_name)
                 if viewer is not None:
                     query = query.where(as_sql(visible_account(a, viewer)))
             query = query.correlate(groups)
@@ -654,6 +669,22 @@ def compile_condition(predicate: Predicate, target: Target) -> Condition:
     """
     t, _ = _Compiler(target).compile(predicate)
     return t
+
+
+MEMBER_KEY = "member_lower"
+"""The bound parameter of ``member_condition``: the member's name, lower-cased."""
+
+
+@functools.lru_cache(maxsize=_VISIBILITY_CACHE)
+def member_condition(visible_to: str | None) -> ColumnElement[bool]:
+    """Groups having as a member the account named by the ``member_lower``
+    parameter (counted only if ``visible_to`` may see it): ``HasMember`` with
+    the name bound at run time, for one statement shared by every name."""
+    found, _ = _Compiler("groups")._exists_membership(
+        account_name=bindparam(MEMBER_KEY), viewer=visible_to
+    )
+    assert not isinstance(found, bool)
+    return found
 
 
 def compile_predicate(predicate: Predicate, target: Target) -> ColumnElement[bool]:

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from ldapsrv.auth.throttle import FailureCount, KeyKind, ListedFailure, ThrottleKey
 from ldapsrv.store.base import StoreBase
+from ldapsrv.store.changes import THROTTLE
 from ldapsrv.store.engine import run
 from ldapsrv.store.throttle_models import bind_failures
 
@@ -162,7 +163,7 @@ class BindFailures(StoreBase):
                 result[key] = new
             return result
 
-        return run(self.engine, work, write=True)
+        return run(self.engine, work, write=True, changes=(THROTTLE,))
 
     def clear_bind_failures(self, keys: Sequence[ThrottleKey]) -> None:
         hashes = {key_hash(key): key for key in keys}
@@ -172,7 +173,7 @@ class BindFailures(StoreBase):
         def work(conn: Connection) -> None:
             conn.execute(delete(bind_failures).where(_where_keys(hashes)))
 
-        run(self.engine, work, write=True)
+        run(self.engine, work, write=True, changes=(THROTTLE,))
 
     def active_bind_failures(
         self, *, now: datetime, since: datetime, limit: int
@@ -212,4 +213,4 @@ class BindFailures(StoreBase):
             )
             return int(result.rowcount)
 
-        return run(self.engine, work, write=True)
+        return run(self.engine, work, write=True, changes=(THROTTLE,))

@@ -375,7 +375,7 @@ class Tokens(AuditLog):
                 .values(hook_pending=False)
             )
 
-        run(self.engine, work, write=True)
+        run(self.engine, work, write=True, changes=())  # bookkeeping: no answer changes
 
     def record_token_use(self, lookup_id: str, at: datetime, address: str | None) -> None:
         """Last-used time and address, written at most once a minute per token.
@@ -407,4 +407,5 @@ class Tokens(AuditLog):
                 .values(last_used_at=at, last_used_address=address)
             )
 
-        run(self.engine, work, write=True)
+        # Last use is bookkeeping: no LDAP answer or bind decision reads it back.
+        run(self.engine, work, write=True, changes=())

@@ -25,8 +25,8 @@ from ldapsrv.store.schema_version import (
 from .dbs import fresh_database, load_all_tables
 
 
-def test_head_revision_is_the_management_permissions_one():
-    assert head_revision() == "0005"
+def test_head_revision_is_the_change_counters_one():
+    assert head_revision() == "0006"
 
 
 def test_upgrade_creates_the_schema_on_an_empty_database_and_is_idempotent(database_kind):
