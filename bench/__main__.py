@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of {','.join(SCENARIOS)}",
     )
     run.add_argument(
+        "--uncached",
+        action="store_true",
+        help="also run ldapsrv on SQLite with its caches off ([cache] = 0): what every "
+        "answer costs when read from the database",
+    )
+    run.add_argument(
         "--cold-tokens",
         type=int,
         default=64,
@@ -198,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 processes=args.processes,
                 postgresql_url=args.postgresql,
                 with_slapd=with_slapd,
+                uncached=args.uncached,
                 server_cpus=server_cpus,
                 loadgen_cpus=loadgen_cpus,
                 notes=notes,

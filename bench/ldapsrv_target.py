@@ -58,6 +58,7 @@ class LdapsrvOptions:
     cold_tokens: int = 0
     cpus: tuple[int, ...] = ()
     backend_label: str = "sqlite"
+    caches: bool = True  # False: [cache] off, every answer read from the database
 
 
 @dataclass
@@ -112,8 +113,12 @@ def bench_config(workdir: Path, port: int, options: LdapsrvOptions) -> dict[str,
     }
     if options.workers is not None:
         server["workers"] = workers_setting(options.workers)
+    cache: dict[str, object] = {}
+    if not options.caches:
+        cache = {"search_results_mib": 0, "token_binds": 0}
     return {
         "server": server,
+        **({"cache": cache} if cache else {}),
         "database": {"url": options.database_url or f"sqlite:///{workdir / 'ldapsrv.db'}"},
         "security": {"bcrypt_cost": options.bcrypt_cost},
         "tokens": {"bcrypt_cost": options.token_bcrypt_cost, "viewable": False},
@@ -269,6 +274,7 @@ def _start_in(
         "bcrypt_cost": options.bcrypt_cost,
         "token_bcrypt_cost": options.token_bcrypt_cost,
         "workers": options.workers if options.workers is not None else "(not set)",
+        "caches": "on" if options.caches else "off ([cache] search_results_mib/token_binds 0)",
         "password_hashes": "bcrypt (one shared hash of the bench password at bcrypt_cost)",
     }
     return server, secrets

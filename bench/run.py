@@ -39,6 +39,7 @@ class BenchOptions:
     processes: int = 2
     postgresql_url: str | None = None
     with_slapd: bool = True
+    uncached: bool = False  # also ldapsrv on SQLite with its caches off
     server_cpus: tuple[int, ...] = ()
     loadgen_cpus: tuple[int, ...] = ()
     notes: dict[str, str] = field(default_factory=dict)
@@ -190,6 +191,7 @@ def run_benchmark(opts: BenchOptions, progress: Any = None) -> dict[str, Any]:
         postgresql_url=opts.postgresql_url,
         with_slapd=opts.with_slapd,
         server_cpus=opts.server_cpus,
+        uncached=opts.uncached,
     ) as targets:
         labels = [t.label for t in targets]
         servers = {t.label: {"pid": t.server.pid, **t.server.details} for t in targets}

@@ -54,14 +54,21 @@ def started_targets(
     postgresql_url: str | None,
     with_slapd: bool,
     server_cpus: tuple[int, ...],
+    uncached: bool = False,
 ) -> Iterator[list[Target]]:
-    """ldapsrv on SQLite, on PostgreSQL when a URL is given, and slapd when wanted;
-    every one stopped (by PID) on the way out."""
+    """ldapsrv on SQLite, with its caches off too when ``uncached``, on PostgreSQL
+    when a URL is given, and slapd when wanted; every one stopped (by PID) on the
+    way out."""
     targets: list[Target] = []
     with contextlib.ExitStack() as stack:
         server, creds = start_ldapsrv(data, options)
         stack.callback(server.stop)
         targets.append(Target("ldapsrv-sqlite", server, creds))
+        if uncached:
+            bare = replace(options, caches=False, backend_label="sqlite-uncached")
+            server, creds = start_ldapsrv(data, bare)
+            stack.callback(server.stop)
+            targets.append(Target("ldapsrv-sqlite-uncached", server, creds))
         if postgresql_url:
             url = stack.enter_context(scratch_postgresql(postgresql_url))
             pg_options = replace(options, database_url=url, backend_label="postgresql")

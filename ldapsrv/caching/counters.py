@@ -53,6 +53,7 @@ class SqliteCounters:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        self._last: tuple[list[Any], Counters] | None = None  # rows read, what they meant
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -69,7 +70,12 @@ class SqliteCounters:
             log.debug("change counters unreadable, answering from the database: %s", exc)
             self.close()
             return None
-        return counters_from_rows(rows)
+        last = self._last
+        if last is not None and last[0] == rows:
+            return last[1]
+        counters = counters_from_rows(rows)
+        self._last = (rows, counters)
+        return counters
 
     def close(self) -> None:
         if self._conn is not None:

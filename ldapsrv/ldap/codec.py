@@ -624,9 +624,12 @@ def decode_message(pdu: bytes, *, max_filter_depth: int = 50) -> LDAPMessage:
     if operation is None:
         raise ProtocolViolation(f"protocolOp tag 0x{op_tag:02x} is not an LDAP request")
     request_type = operation[0]
+    body = b""
     try:
-        if op_tag == _SEARCH_REQUEST and stop - me <= _MEMO_MAX_BYTES:
-            request, controls = _decode_search_body(data[me:stop], max_filter_depth)
+        if op_tag == _SEARCH_REQUEST:
+            body = data[me:stop]
+        if body and len(body) <= _MEMO_MAX_BYTES:
+            request, controls = _decode_search_body(body, max_filter_depth)
         else:
             request, controls = _decode_body(data, me, stop, max_filter_depth)
     except _Reject as rejected:
@@ -635,7 +638,7 @@ def decode_message(pdu: bytes, *, max_filter_depth: int = 50) -> LDAPMessage:
         # BERError is a ValueError; the others would be bugs, but a decoding
         # bug must still close the connection rather than crash the server.
         raise ProtocolViolation(f"malformed {request_type.__name__}: {exc}") from None
-    return LDAPMessage(message_id, request, controls)
+    return LDAPMessage(message_id, request, controls, body)
 
 
 # --------------------------------------------------------------------------- encoding helpers

@@ -129,6 +129,9 @@ class LDAPMessage:
     message_id: int
     request: Request
     controls: tuple[Control, ...] = field(default=())
+    #: A search's protocolOp and controls exactly as received (everything but the
+    #: message ID): what identifies a repeated request, cheaply. b"" otherwise.
+    body: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

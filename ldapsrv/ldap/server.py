@@ -159,6 +159,7 @@ class Operation:
     result_code: int | None = None
     entries: int = 0
     refusal: str = ""
+    cached: bool = False  # answered from a cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +423,7 @@ class LDAPConnection(protocol.Protocol):
                 entries=op.entries,
                 duration_ms=(time.monotonic() - op.started) * 1000,
                 refusal=op.refusal,
+                cached=op.cached,
             )
         )
 
@@ -538,6 +540,7 @@ class LDAPConnection(protocol.Protocol):
         try:
             if kept is not None:
                 outcome = kept
+                op.cached = True
             else:
                 outcome = await self.ctx.run_blocking(
                     self.ctx.authenticator.check, name, password, self.peer_host, request.name
@@ -690,7 +693,9 @@ class LDAPConnection(protocol.Protocol):
         if paged_control is None:
             limits = [s for s in (request.size_limit, own_size_limit) if s > 0]
             size_limit = min(limits) if limits else None
-            key = (asked, size_limit)
+            # The request as received stands for base, scope, filter, attributes and
+            # controls (hashing its bytes is cheaper than hashing the decoded filter).
+            key = (asked[:3], message.body or asked, size_limit)
             # Read before the search reads anything: an answer computed now is
             # stamped with a counter no newer than the data it holds.
             counter = await self._directory_counter() if cache is not None else None
@@ -800,6 +805,7 @@ class LDAPConnection(protocol.Protocol):
     ) -> None:
         """Send a cached answer again, under this request's message ID, with the
         same back-pressure as a search read from the store."""
+        op.cached = True
         entries = answer.entries
         position = 0
         while position < len(entries):

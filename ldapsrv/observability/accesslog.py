@@ -170,6 +170,8 @@ def describe(record: OperationRecord) -> Fields:
         fields["result_name"] = result_name(record.result_code)
     if isinstance(record.request, SearchRequest):
         fields["entries"] = record.entries
+    if record.cached:
+        fields["cached"] = True
     fields["ms"] = round(record.duration_ms, 3)
     return fields
 

@@ -60,6 +60,12 @@ class Metrics:
         self.entries = Counter(
             "ldapsrv_search_entries", "Search result entries sent to clients", registry=r
         )
+        self.cached = Counter(
+            "ldapsrv_cached_operations",
+            "Searches and token binds answered from memory (the change counters unchanged)",
+            ["operation"],
+            registry=r,
+        )
         self.connections = Counter(
             "ldapsrv_connections", "LDAP connections accepted", ["tls"], registry=r
         )
@@ -135,6 +141,8 @@ class Metrics:
         self.duration.labels(operation).observe(record.duration_ms / 1000)
         if isinstance(record.request, SearchRequest):
             self.entries.inc(record.entries)
+        if record.cached:
+            self.cached.labels(operation).inc()
         if operation == "bind":
             reason = refusal_reason(record)
             if reason:

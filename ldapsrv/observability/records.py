@@ -42,6 +42,7 @@ class OperationRecord:
     entries: int  # search entries sent
     duration_ms: float
     refusal: str = ""  # why a bind was refused (server-side text, never a secret)
+    cached: bool = False  # answered from the search or bind cache (ldapsrv/caching)
 
 
 class Observer(Protocol):

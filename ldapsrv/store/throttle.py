@@ -213,4 +213,6 @@ class BindFailures(StoreBase):
             )
             return int(result.rowcount)
 
-        return run(self.engine, work, write=True, changes=(THROTTLE,))
+        # Pruning only removes counters that no longer refuse anything: no bind
+        # decision kept elsewhere can become wrong by it, so nothing is bumped.
+        return run(self.engine, work, write=True, changes=())
