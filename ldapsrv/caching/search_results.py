@@ -41,6 +41,7 @@ class CachedAnswer:
     message: str = ""
     matched: str = ""
     next_page: Position | None = None  # a page with more to come: where it resumes
+    size: int = 0  # bytes it holds (as counted against the cache's budget)
 
 
 class AnswerCapture:

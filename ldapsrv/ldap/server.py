@@ -148,6 +148,10 @@ class PagedSearch:
     fingerprint: tuple[object, ...]
     prepared: PreparedSearch | None  # None until a page has to be read from the store
     cursor: Cursor
+    #: Bytes of the pages sent so far. Past a quarter of the search cache, later
+    #: pages are not kept: a huge enumeration streams through without filling the
+    #: cache, and only its first pages are kept, whoever runs it.
+    sent_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -680,10 +684,8 @@ class LDAPConnection(protocol.Protocol):
         engine = self.ctx.engine
         cache = self.ctx.results
         # Who asks and what: everything but the message ID that the answer depends on.
+        asker = (viewer.account_name, viewer.may_read_directory, viewer.sees_state)
         asked = (
-            viewer.account_name,
-            viewer.may_read_directory,
-            viewer.sees_state,
             request.base,  # as sent: another spelling of the same base is another key
             request.scope,
             request.filter,
@@ -695,7 +697,7 @@ class LDAPConnection(protocol.Protocol):
             size_limit = min(limits) if limits else None
             # The request as received stands for base, scope, filter, attributes and
             # controls (hashing its bytes is cheaper than hashing the decoded filter).
-            key = (asked[:3], message.body or asked, size_limit)
+            key = (asker, message.body or asked, size_limit)
             # Read before the search reads anything: an answer computed now is
             # stamped with a counter no newer than the data it holds.
             counter = await self._directory_counter() if cache is not None else None
@@ -752,18 +754,20 @@ class LDAPConnection(protocol.Protocol):
             return (Control(rootdse.PAGED_RESULTS, False, value),)
 
         start = Position(state.cursor.source, state.cursor.after_id, state.cursor.returned)
-        page_key = (asked, page_size, request.size_limit, start)
+        page_key = (asker, asked, page_size, request.size_limit, start)
         counter = await self._directory_counter() if cache is not None else None
         if counter is not None:
             assert cache is not None
             answer = cache.get(page_key, counter)
             if answer is not None:
+                state.sent_bytes += answer.size
                 more = answer.next_page
                 await self._replay(
                     mid, op, answer, done, no_paging() if more is None else next_page(more)
                 )
                 return
-            capture = cache.capture()
+            if state.sent_bytes <= cache.max_answer_bytes:
+                capture = cache.capture()
         if state.prepared is None:
             state.prepared = self._prepare(request, plan, viewer)
         max_entries = page_size
@@ -778,13 +782,17 @@ class LDAPConnection(protocol.Protocol):
             deadline,
             self.flow.wait,
         )
+        if capture is not None:
+            state.sent_bytes += capture.size
         if stop is Stop.LIMIT and max_entries == page_size:
             cursor = state.cursor
             more = Position(cursor.source, cursor.after_id, cursor.returned)
             done(rc.SUCCESS, controls=next_page(more))
             if capture is not None and counter is not None and capture.entries is not None:
                 assert cache is not None
-                answer = CachedAnswer(tuple(capture.entries), rc.SUCCESS, next_page=more)
+                answer = CachedAnswer(
+                    tuple(capture.entries), rc.SUCCESS, next_page=more, size=capture.size
+                )
                 cache.put(page_key, counter, capture, answer)
             return
         await self._finish_search(stop, state.cursor, plan.leaves, viewer, done, no_paging())
@@ -1078,7 +1086,8 @@ def _keep(
     if stop not in (Stop.DONE, Stop.LIMIT) or not sent or sent[-1][0] not in _REPEATABLE_CODES:
         return
     code, text, matched = sent[-1]
-    cache.put(key, counter, capture, CachedAnswer(tuple(capture.entries), code, text, matched))
+    answer = CachedAnswer(tuple(capture.entries), code, text, matched, size=capture.size)
+    cache.put(key, counter, capture, answer)
 
 
 def _is_loopback(host: str | None) -> bool:

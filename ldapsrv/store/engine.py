@@ -330,8 +330,10 @@ def run(
                 conn.execution_options(**{WRITE_OPTION: write})
                 with conn.begin():
                     result = work(conn)
-                    if write and changes and not conn.get_execution_options().get(
-                        WITHOUT_CHANGE_COUNTERS
+                    if (
+                        write
+                        and changes
+                        and not conn.get_execution_options().get(WITHOUT_CHANGE_COUNTERS)
                     ):
                         bump(conn, changes)
                     return result
