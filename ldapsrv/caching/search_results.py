@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from twisted.internet.defer import Deferred
+
 from ldapsrv.caching.lru import ByteBoundedLRU
 
 ENTRY_OVERHEAD = 64
@@ -63,8 +65,18 @@ class AnswerCapture:
 
 
 class SearchResultCache:
+    """Answers by key and counter, and who is computing which answer right now.
+
+    When many clients ask the same question at once (a fleet enumerating after a
+    change, a login storm for one person), the first one computes the answer and
+    the others wait for it (``claim``/``finished``) and replay it, instead of each
+    running the same SQL: the waiters read the counter after the first one did
+    and found it unchanged, so its answer is as fresh as theirs would be.
+    """
+
     def __init__(self, max_bytes: int) -> None:
         self._lru: ByteBoundedLRU[CachedAnswer] = ByteBoundedLRU(max_bytes)
+        self._computing: dict[tuple[Hashable, int], list[Deferred[None]]] = {}
 
     @property
     def max_answer_bytes(self) -> int:
@@ -75,6 +87,24 @@ class SearchResultCache:
 
     def get(self, key: Hashable, directory_counter: int) -> CachedAnswer | None:
         return self._lru.get(key, directory_counter)
+
+    def claim(self, key: Hashable, directory_counter: int) -> Deferred[None] | None:
+        """None: the caller computes this answer and must call ``finished`` after,
+        whatever happens. Otherwise a Deferred that fires when the caller already
+        computing it has finished (then ``get`` has the answer, unless it could
+        not be kept: compute it then)."""
+        waiters = self._computing.get((key, directory_counter))
+        if waiters is None:
+            self._computing[(key, directory_counter)] = []
+            return None
+        waiting: Deferred[None] = Deferred()
+        waiters.append(waiting)
+        return waiting
+
+    def finished(self, key: Hashable, directory_counter: int) -> None:
+        for waiting in self._computing.pop((key, directory_counter), []):
+            if not waiting.called:  # a waiter that gave up (timed out) is gone
+                waiting.callback(None)
 
     def put(
         self, key: Hashable, directory_counter: int, capture: AnswerCapture, answer: CachedAnswer

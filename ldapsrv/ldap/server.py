@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import protocol
+from twisted.internet import defer, protocol
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
@@ -94,6 +94,8 @@ _SUBSCHEMA = normalize(parse_dn("cn=Subschema"))
 _USER_SUBSCHEMA_ATTRS = frozenset({"objectclass", "cn"})
 #: Entries sent per write when a cached answer is replayed (back-pressure checked between).
 REPLAY_CHUNK = 64
+#: Seconds a search waits for an identical one that is computing its answer.
+CLAIM_WAIT = 1.0
 _REPEATABLE_CODES = frozenset({rc.SUCCESS, rc.SIZE_LIMIT_EXCEEDED, rc.NO_SUCH_OBJECT})
 
 
@@ -701,20 +703,26 @@ class LDAPConnection(protocol.Protocol):
             # Read before the search reads anything: an answer computed now is
             # stamped with a counter no newer than the data it holds.
             counter = await self._directory_counter() if cache is not None else None
+            claimed = False
             if counter is not None:
                 assert cache is not None
-                answer = cache.get(key, counter)
+                answer, claimed = await _answer_or_claim(cache, key, counter, self.ctx.clock, True)
                 if answer is not None:
                     await self._replay(mid, op, answer, done, ())
                     return
                 capture = cache.capture()
-            prepared = self._prepare(request, plan, viewer)
-            cursor = Cursor()
-            stop = await engine.stream(
-                prepared, cursor, size_limit, emit, cancelled, deadline, self.flow.wait
-            )
-            await self._finish_search(stop, cursor, plan.leaves, viewer, done, ())
-            _keep(cache, key, counter, capture, stop, sent)
+            try:
+                prepared = self._prepare(request, plan, viewer)
+                cursor = Cursor()
+                stop = await engine.stream(
+                    prepared, cursor, size_limit, emit, cancelled, deadline, self.flow.wait
+                )
+                await self._finish_search(stop, cursor, plan.leaves, viewer, done, ())
+                _keep(cache, key, counter, capture, stop, sent)
+            finally:
+                if claimed:
+                    assert cache is not None and counter is not None
+                    cache.finished(key, counter)
             return
 
         try:
@@ -756,9 +764,13 @@ class LDAPConnection(protocol.Protocol):
         start = Position(state.cursor.source, state.cursor.after_id, state.cursor.returned)
         page_key = (asker, asked, page_size, request.size_limit, start)
         counter = await self._directory_counter() if cache is not None else None
+        claimed = False
         if counter is not None:
             assert cache is not None
-            answer = cache.get(page_key, counter)
+            may_keep = state.sent_bytes <= cache.max_answer_bytes
+            answer, claimed = await _answer_or_claim(
+                cache, page_key, counter, self.ctx.clock, may_keep
+            )
             if answer is not None:
                 state.sent_bytes += answer.size
                 more = answer.next_page
@@ -766,37 +778,42 @@ class LDAPConnection(protocol.Protocol):
                     mid, op, answer, done, no_paging() if more is None else next_page(more)
                 )
                 return
-            if state.sent_bytes <= cache.max_answer_bytes:
+            if may_keep:
                 capture = cache.capture()
-        if state.prepared is None:
-            state.prepared = self._prepare(request, plan, viewer)
-        max_entries = page_size
-        if request.size_limit > 0:
-            max_entries = min(page_size, request.size_limit - state.cursor.returned)
-        stop = await engine.stream(
-            state.prepared,
-            state.cursor,
-            max(max_entries, 0),
-            emit,
-            cancelled,
-            deadline,
-            self.flow.wait,
-        )
-        if capture is not None:
-            state.sent_bytes += capture.size
-        if stop is Stop.LIMIT and max_entries == page_size:
-            cursor = state.cursor
-            more = Position(cursor.source, cursor.after_id, cursor.returned)
-            done(rc.SUCCESS, controls=next_page(more))
-            if capture is not None and counter is not None and capture.entries is not None:
-                assert cache is not None
-                answer = CachedAnswer(
-                    tuple(capture.entries), rc.SUCCESS, next_page=more, size=capture.size
-                )
-                cache.put(page_key, counter, capture, answer)
-            return
-        await self._finish_search(stop, state.cursor, plan.leaves, viewer, done, no_paging())
-        _keep(cache, page_key, counter, capture, stop, sent)
+        try:
+            if state.prepared is None:
+                state.prepared = self._prepare(request, plan, viewer)
+            max_entries = page_size
+            if request.size_limit > 0:
+                max_entries = min(page_size, request.size_limit - state.cursor.returned)
+            stop = await engine.stream(
+                state.prepared,
+                state.cursor,
+                max(max_entries, 0),
+                emit,
+                cancelled,
+                deadline,
+                self.flow.wait,
+            )
+            if capture is not None:
+                state.sent_bytes += capture.size
+            if stop is Stop.LIMIT and max_entries == page_size:
+                cursor = state.cursor
+                more = Position(cursor.source, cursor.after_id, cursor.returned)
+                done(rc.SUCCESS, controls=next_page(more))
+                if capture is not None and counter is not None and capture.entries is not None:
+                    assert cache is not None
+                    answer = CachedAnswer(
+                        tuple(capture.entries), rc.SUCCESS, next_page=more, size=capture.size
+                    )
+                    cache.put(page_key, counter, capture, answer)
+                return
+            await self._finish_search(stop, state.cursor, plan.leaves, viewer, done, no_paging())
+            _keep(cache, page_key, counter, capture, stop, sent)
+        finally:
+            if claimed:
+                assert cache is not None and counter is not None
+                cache.finished(page_key, counter)
 
     async def _directory_counter(self) -> int | None:
         """The directory change counter of the database searches read, now."""
@@ -1069,6 +1086,29 @@ class LDAPConnection(protocol.Protocol):
             return text[2:].lower() == self.identity.name.lower()
         name = self.ctx.dit.parse_entry_name(text, Kind.USER)
         return name is not None and name.lower() == self.identity.name.lower()
+
+
+async def _answer_or_claim(
+    cache: SearchResultCache, key: Hashable, counter: int, clock: Any | None, may_keep: bool
+) -> tuple[CachedAnswer | None, bool]:
+    """The kept answer, possibly after waiting for whoever is computing it; else
+    None, and whether this caller claimed the computing (it must call
+    ``cache.finished`` then). A waiter gives up after ``CLAIM_WAIT`` seconds and
+    computes the answer itself: the one computing it may be sending to a client
+    that does not read, and must not hold everyone else up."""
+    answer = cache.get(key, counter)
+    if answer is not None or not may_keep:
+        return answer, False
+    waiting = cache.claim(key, counter)
+    if waiting is None:
+        return None, True
+    if clock is not None:
+        waiting.addTimeout(CLAIM_WAIT, clock)
+    try:
+        await waiting
+    except defer.TimeoutError:
+        return None, False
+    return cache.get(key, counter), False
 
 
 def _keep(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 from fakes import FakeDirectory
+from ldaptor.ldapfilter import parseFilter
+from ldaptor.protocols import pureldap
 from test_protocol import (
     ALICE_DN,
     USERS,
@@ -18,9 +21,12 @@ from test_protocol import (
     paged,
     paged_cookie,
 )
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 
 from ldapsrv.caching.search_results import SearchResultCache
-from ldapsrv.ldap.server import ServerContext
+from ldapsrv.ldap.search import SearchEngine
+from ldapsrv.ldap.server import CLAIM_WAIT, ServerContext
 from ldapsrv.store.changes import Counters
 
 
@@ -131,3 +137,72 @@ def test_past_a_quarter_of_the_cache_the_pages_of_a_walk_are_not_kept(setup):
     assert walk(bound(ctx), 2) == all_user_dns()
     # The first page(s) came from memory, the rest from the store again.
     assert 0 < store.reads - reads < 13
+
+
+class HeldBlocking:
+    """Blocking work that runs only when the test says so."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Deferred[Any], Callable[[], Any]]] = []
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        waiting: Deferred[Any] = Deferred()
+        self.held.append((waiting, lambda: fn(*args, **kwargs)))
+        return waiting
+
+    def release(self) -> None:
+        while self.held:
+            waiting, work = self.held.pop(0)
+            waiting.callback(work())
+
+
+def held_context(clock: Any = None) -> tuple[ServerContext, HeldBlocking, Store]:
+    directory = make_directory()
+    blocking = HeldBlocking()
+    base = make_context(directory)
+    engine = SearchEngine(base.dit, base.schema, directory, blocking, batch_size=4)  # type: ignore[arg-type]
+    counter = Counter()
+    ctx = replace(
+        base,
+        engine=engine,
+        results=SearchResultCache(2**20),
+        search_counters=counter,
+        clock=clock,
+    )
+    return ctx, blocking, Store(directory)
+
+
+def search_bytes(client: Client) -> int:
+    op = pureldap.LDAPSearchRequest(
+        baseObject=USERS.encode(), scope=2, filter=parseFilter("(uid=user09)")
+    )
+    return client.send(op)
+
+
+def test_identical_searches_at_once_run_the_store_once_and_all_get_the_answer():
+    ctx, blocking, store = held_context()
+    first, second = bound(ctx), bound(ctx)
+    search_bytes(first)
+    search_bytes(second)
+    blocking.release()
+    assert store.reads == 1
+    for client in (first, second):
+        *entries, done = client.receive()
+        assert dns([e.value for e in entries]) == [f"cn=user09,{USERS}"]
+        assert done.value.resultCode == 0
+
+
+def test_a_waiter_gives_up_after_a_while_and_computes_its_own_answer():
+    clock = Clock()
+    ctx, blocking, store = held_context(clock)
+    first, second = bound(ctx), bound(ctx)
+    search_bytes(first)
+    search_bytes(second)
+    assert store.reads == 0 and len(blocking.held) == 1  # the second one waits
+    clock.advance(CLAIM_WAIT)  # the first one's client is not reading, say
+    assert len(blocking.held) == 2
+    blocking.release()
+    assert store.reads == 2
+    for client in (first, second):
+        *entries, _ = client.receive()
+        assert dns([e.value for e in entries]) == [f"cn=user09,{USERS}"]
