@@ -56,7 +56,8 @@ from ldapsrv.observability.records import Observer, Observers
 from ldapsrv.reloading import ReloadableTLS
 from ldapsrv.scheduling import RotationService
 from ldapsrv.store.directory import SqlDirectory
-from ldapsrv.store.engine import make_engine
+from ldapsrv.store.engine import backend_name, make_engine
+from ldapsrv.store.keyed import one_name_lookup
 from ldapsrv.store.schema_version import check_schema
 from ldapsrv.tls import (
     CertificateError,
@@ -331,7 +332,14 @@ def _ldap_context(
         settings=server_settings(config),
         dit=dit,
         schema=schema,
-        engine=SearchEngine(dit, schema, search_reader, blocking, config.search_batch_size),
+        engine=SearchEngine(
+            dit,
+            schema,
+            search_reader,
+            blocking,
+            config.search_batch_size,
+            quick=one_name_lookup if backend_name(search_reader.engine) == "sqlite" else None,
+        ),
         authenticator=PasswordAuthenticator(
             directory,
             config.bcrypt_cost,

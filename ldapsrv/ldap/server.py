@@ -7,6 +7,13 @@ and time limits, typesOnly, paged results with per-connection cookies.
 Blocking work (SQL, bcrypt) goes to the thread pool; this module only decodes,
 dispatches, encodes and writes. Connection limits (ldap/limits.py) and
 back-pressure (ldap/flow.py) decide when it reads, writes and closes.
+
+Searches and token binds are first looked up in the caches (ldapsrv/caching)
+after reading the database's change counters (on SQLite a read of a few
+microseconds on this thread, elsewhere one query in the pool shared by the
+operations waiting for it); identical searches running at once share one
+computation. An operation that needs no thread finishes without a Deferred
+(ldap/driving.py).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from ldapsrv.caching.search_results import (
     Position,
     SearchResultCache,
 )
-from ldapsrv.directory.dit import Dit, Kind, NoSuchBase, StoredEntries
+from ldapsrv.directory.dit import Dit, Kind, NoSuchBase, SearchPlan, StoredEntries
 from ldapsrv.directory.dn import DNError, normalize, parse_dn
 from ldapsrv.directory.entries import Entry, Renderer, Selection
 from ldapsrv.directory.filters import Equality, Filter
@@ -173,6 +180,71 @@ class Identity:
     name: str
     dn: str
     permissions: EffectivePermissions = field(default_factory=EffectivePermissions)
+
+
+@dataclass(slots=True)
+class _Answering:
+    """Where one search's entries and result go, and what of them is kept."""
+
+    conn: LDAPConnection
+    mid: int
+    op: Operation
+    paged: bool  # the request carried the paged results control
+    sent: list[tuple[int, str, str]] = field(default_factory=list)  # the ending result
+    capture: AnswerCapture | None = None  # the entries, while they may be kept
+
+    def done(
+        self, code: int, text: str = "", matched: str = "", controls: tuple[Control, ...] = ()
+    ) -> None:
+        self.sent.append((code, text, matched))
+        if not self.op.abandoned:
+            self.op.result_code = code
+            self.conn._write(
+                codec.encode_search_done(
+                    self.mid, LDAPResult(code, text, matched), controls=controls
+                )
+            )
+
+    def no_paging(self) -> tuple[Control, ...]:
+        """The paged results control that ends a paged search (none if not paged)."""
+        if not self.paged:
+            return ()
+        return (Control(rootdse.PAGED_RESULTS, False, codec.encode_paged_results_value(0, b"")),)
+
+    def emit(self, entry: Entry) -> None:
+        dn, attributes = entry
+        self.op.entries += 1
+        encoded = codec.encode_search_entry_op(dn, attributes)
+        if self.capture is not None:
+            self.capture.add(encoded)
+        self.conn._write(codec.wrap_search_entry(self.mid, encoded))
+
+    def cancelled(self) -> bool:
+        return self.op.abandoned or self.conn.closed
+
+
+@dataclass(slots=True)
+class _SearchJob:
+    """What a search asks, as planned: the parts every way of answering it needs."""
+
+    request: SearchRequest
+    plan: SearchPlan
+    viewer: Viewer
+    deadline: float | None
+    #: Who asks and what: with the size limit and the page, what the answer depends on.
+    asker: tuple[object, ...] = ()
+    asked: tuple[object, ...] = ()
+
+    def __post_init__(self) -> None:
+        viewer, request = self.viewer, self.request
+        self.asker = (viewer.account_name, viewer.may_read_directory, viewer.sees_state)
+        self.asked = (
+            request.base.lower(),
+            request.scope,
+            request.filter,
+            tuple(a.lower() for a in request.attributes),
+            request.types_only,
+        )
 
 
 class LDAPConnection(protocol.Protocol):
@@ -602,29 +674,9 @@ class LDAPConnection(protocol.Protocol):
     async def _search(self, message: LDAPMessage, op: Operation) -> None:
         request = message.request
         assert isinstance(request, SearchRequest)
-        mid = message.message_id
         paged_control = next((c for c in message.controls if c.oid == rootdse.PAGED_RESULTS), None)
-        sent: list[tuple[int, str, str]] = []  # the result that ended the search
-
-        def done(
-            code: int, text: str = "", matched: str = "", controls: tuple[Control, ...] = ()
-        ) -> None:
-            sent.append((code, text, matched))
-            if not op.abandoned:
-                op.result_code = code
-                self._write(
-                    codec.encode_search_done(
-                        mid, LDAPResult(code, text, matched), controls=controls
-                    )
-                )
-
-        def no_paging() -> tuple[Control, ...]:
-            if paged_control is None:
-                return ()
-            return (
-                Control(rootdse.PAGED_RESULTS, False, codec.encode_paged_results_value(0, b"")),
-            )
-
+        answering = _Answering(self, message.message_id, op, paged_control is not None)
+        done, no_paging = answering.done, answering.no_paging
         try:
             base = parse_dn(request.base)
         except DNError as exc:
@@ -632,13 +684,13 @@ class LDAPConnection(protocol.Protocol):
             return
         if not base and request.scope == SCOPE_BASE:
             attrs = self._root_dse_attributes()
-            op.entries += self._special_entry(mid, request, attrs, frozenset())
+            op.entries += self._special_entry(message.message_id, request, attrs, frozenset())
             done(rc.SUCCESS, controls=no_paging())
             return
         if normalize(base) == _SUBSCHEMA and request.scope == SCOPE_BASE:
             attrs = rootdse.subschema_attributes(self.ctx.schema)
             op.entries += self._special_entry(
-                mid, request, attrs, _USER_SUBSCHEMA_ATTRS, "cn=Subschema"
+                message.message_id, request, attrs, _USER_SUBSCHEMA_ATTRS, "cn=Subschema"
             )
             done(rc.SUCCESS, controls=no_paging())
             return
@@ -662,81 +714,71 @@ class LDAPConnection(protocol.Protocol):
         except NoSuchBase as missing:
             done(rc.NO_SUCH_OBJECT, matched=missing.matched_dn, controls=no_paging())
             return
-
-        settings = self.ctx.settings
-        own_size_limit, own_time_limit = settings.search_limits(
+        own_size_limit, own_time_limit = self.ctx.settings.search_limits(
             None if self.identity is None else self.identity.name
         )
         time_limits = [t for t in (request.time_limit, own_time_limit) if t > 0]
         deadline = time.monotonic() + min(time_limits) if time_limits else None
-
-        capture: AnswerCapture | None = None
-
-        def emit(entry: Entry) -> None:
-            dn, attributes = entry
-            op.entries += 1
-            encoded = codec.encode_search_entry_op(dn, attributes)
-            if capture is not None:
-                capture.add(encoded)
-            self._write(codec.wrap_search_entry(mid, encoded))
-
-        def cancelled() -> bool:
-            return op.abandoned or self.closed
-
-        engine = self.ctx.engine
-        cache = self.ctx.results
-        # Who asks and what: everything but the message ID that the answer depends on.
-        asker = (viewer.account_name, viewer.may_read_directory, viewer.sees_state)
-        asked = (
-            request.base,  # as sent: another spelling of the same base is another key
-            request.scope,
-            request.filter,
-            tuple(a.lower() for a in request.attributes),
-            request.types_only,
-        )
+        job = _SearchJob(request, plan, viewer, deadline)
         if paged_control is None:
             limits = [s for s in (request.size_limit, own_size_limit) if s > 0]
-            size_limit = min(limits) if limits else None
-            # The request as received stands for base, scope, filter, attributes and
-            # controls (hashing its bytes is cheaper than hashing the decoded filter).
-            key = (asker, message.body or asked, size_limit)
-            # Read before the search reads anything: an answer computed now is
-            # stamped with a counter no newer than the data it holds.
-            counter = await self._directory_counter() if cache is not None else None
-            claimed = False
-            if counter is not None:
-                assert cache is not None
-                answer, claimed = await _answer_or_claim(cache, key, counter, self.ctx.clock, True)
-                if answer is not None:
-                    await self._replay(mid, op, answer, done, ())
-                    return
-                capture = cache.capture()
-            try:
-                prepared = self._prepare(request, plan, viewer)
-                cursor = Cursor()
-                stop = await engine.stream(
-                    prepared, cursor, size_limit, emit, cancelled, deadline, self.flow.wait
-                )
-                await self._finish_search(stop, cursor, plan.leaves, viewer, done, ())
-                _keep(cache, key, counter, capture, stop, sent)
-            finally:
-                if claimed:
-                    assert cache is not None and counter is not None
-                    cache.finished(key, counter)
+            await self._search_whole(message, answering, job, min(limits) if limits else None)
             return
-
         try:
             page_size, cookie = codec.decode_paged_results_value(paged_control.value or b"")
         except ValueError:
             done(rc.PROTOCOL_ERROR, "malformed paged results control value")
             return
-        fingerprint = (
-            request.base.lower(),
-            request.scope,
-            request.filter,
-            tuple(a.lower() for a in request.attributes),
-            request.types_only,
-        )
+        await self._search_page(answering, job, page_size, cookie)
+
+    async def _search_whole(
+        self,
+        message: LDAPMessage,
+        answering: _Answering,
+        job: _SearchJob,
+        size_limit: int | None,
+    ) -> None:
+        """A search without paging: all its entries, then its result."""
+        cache = self.ctx.results
+        # The request as received stands for base, scope, filter, attributes and
+        # controls (hashing its bytes is cheaper than hashing the decoded filter).
+        key = (job.asker, message.body or job.asked, size_limit)
+        # Read before the search reads anything: an answer computed now is
+        # stamped with a counter no newer than the data it holds.
+        counter = await self._directory_counter() if cache is not None else None
+        claimed = False
+        if counter is not None:
+            assert cache is not None
+            answer, claimed = await _answer_or_claim(cache, key, counter, self.ctx.clock, True)
+            if answer is not None:
+                await self._replay(answering, answer, ())
+                return
+            answering.capture = cache.capture()
+        try:
+            prepared = self._prepare(job.request, job.plan, job.viewer)
+            cursor = Cursor()
+            stop = await self.ctx.engine.stream(
+                prepared,
+                cursor,
+                size_limit,
+                answering.emit,
+                answering.cancelled,
+                job.deadline,
+                self.flow.wait,
+            )
+            await self._finish_search(stop, cursor, job.plan.leaves, job.viewer, answering.done, ())
+            _keep(cache, key, counter, answering, stop)
+        finally:
+            if claimed:
+                assert cache is not None and counter is not None
+                cache.finished(key, counter)
+
+    async def _search_page(
+        self, answering: _Answering, job: _SearchJob, page_size: int, cookie: bytes
+    ) -> None:
+        """One page of a paged search (RFC 2696), resuming where ``cookie`` says."""
+        request, done, no_paging = job.request, answering.done, answering.no_paging
+        fingerprint = job.asked
         if cookie:
             state = self.paged.pop(cookie, None)
             if state is None or state.fingerprint != fingerprint:
@@ -761,8 +803,9 @@ class LDAPConnection(protocol.Protocol):
             value = codec.encode_paged_results_value(0, new_cookie)
             return (Control(rootdse.PAGED_RESULTS, False, value),)
 
+        cache = self.ctx.results
         start = Position(state.cursor.source, state.cursor.after_id, state.cursor.returned)
-        page_key = (asker, asked, page_size, request.size_limit, start)
+        page_key = (job.asker, job.asked, page_size, request.size_limit, start)
         counter = await self._directory_counter() if cache is not None else None
         claimed = False
         if counter is not None:
@@ -775,26 +818,27 @@ class LDAPConnection(protocol.Protocol):
                 state.sent_bytes += answer.size
                 more = answer.next_page
                 await self._replay(
-                    mid, op, answer, done, no_paging() if more is None else next_page(more)
+                    answering, answer, no_paging() if more is None else next_page(more)
                 )
                 return
             if may_keep:
-                capture = cache.capture()
+                answering.capture = cache.capture()
         try:
             if state.prepared is None:
-                state.prepared = self._prepare(request, plan, viewer)
+                state.prepared = self._prepare(request, job.plan, job.viewer)
             max_entries = page_size
             if request.size_limit > 0:
                 max_entries = min(page_size, request.size_limit - state.cursor.returned)
-            stop = await engine.stream(
+            stop = await self.ctx.engine.stream(
                 state.prepared,
                 state.cursor,
                 max(max_entries, 0),
-                emit,
-                cancelled,
-                deadline,
+                answering.emit,
+                answering.cancelled,
+                job.deadline,
                 self.flow.wait,
             )
+            capture = answering.capture
             if capture is not None:
                 state.sent_bytes += capture.size
             if stop is Stop.LIMIT and max_entries == page_size:
@@ -808,8 +852,10 @@ class LDAPConnection(protocol.Protocol):
                     )
                     cache.put(page_key, counter, capture, answer)
                 return
-            await self._finish_search(stop, state.cursor, plan.leaves, viewer, done, no_paging())
-            _keep(cache, page_key, counter, capture, stop, sent)
+            await self._finish_search(
+                stop, state.cursor, job.plan.leaves, job.viewer, done, no_paging()
+            )
+            _keep(cache, page_key, counter, answering, stop)
         finally:
             if claimed:
                 assert cache is not None and counter is not None
@@ -821,28 +867,24 @@ class LDAPConnection(protocol.Protocol):
         return None if counters is None else counters.directory
 
     async def _replay(
-        self,
-        mid: int,
-        op: Operation,
-        answer: CachedAnswer,
-        done: Callable[..., None],
-        controls: tuple[Control, ...],
+        self, answering: _Answering, answer: CachedAnswer, controls: tuple[Control, ...]
     ) -> None:
         """Send a cached answer again, under this request's message ID, with the
         same back-pressure as a search read from the store."""
+        op = answering.op
         op.cached = True
         entries = answer.entries
         position = 0
         while position < len(entries):
-            if await held_up(self.flow.wait, lambda: op.abandoned or self.closed):
+            if await held_up(self.flow.wait, answering.cancelled):
                 return
             chunk = entries[position : position + REPLAY_CHUNK]
             position += len(chunk)
             op.entries += len(chunk)
-            self._write(codec.wrap_search_entries(mid, chunk))
-        if op.abandoned or self.closed:
+            self._write(codec.wrap_search_entries(answering.mid, chunk))
+        if answering.cancelled():
             return
-        done(answer.code, answer.message, answer.matched, controls=controls)
+        answering.done(answer.code, answer.message, answer.matched, controls=controls)
 
     def _prepare(self, request: SearchRequest, plan: Any, viewer: Viewer) -> PreparedSearch:
         selection = Selection.parse(request.attributes, self.ctx.schema, request.types_only)
@@ -1115,12 +1157,12 @@ def _keep(
     cache: SearchResultCache | None,
     key: Hashable,
     counter: int | None,
-    capture: AnswerCapture | None,
+    answering: _Answering,
     stop: Stop,
-    sent: list[tuple[int, str, str]],
 ) -> None:
     """Keep a finished search's answer if it would be the same again while
     nothing changes: it ran to its end or its size limit and the store answered."""
+    capture, sent = answering.capture, answering.sent
     if cache is None or counter is None or capture is None or capture.entries is None:
         return
     if stop not in (Stop.DONE, Stop.LIMIT) or not sent or sent[-1][0] not in _REPEATABLE_CODES:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from ldapsrv.directory.dit import Kind
 from ldapsrv.directory.predicates import AllOf, FieldEquals, HasMember, Predicate
 from ldapsrv.store.sqlfilter import storable
 
@@ -71,3 +72,16 @@ def _key_of(part: Predicate, kinds: tuple[KeyKind, ...]) -> tuple[KeyKind, str, 
     if "member" in kinds and isinstance(part, HasMember) and storable(part.account_name):
         return ("member", part.account_name, part.visible_to)
     return None
+
+
+def one_name_lookup(kind: Kind, pred: Predicate, name: str | None) -> bool:
+    """Whether a read of ``kind`` entries is a lookup of one name through an index: a
+    base-scope read of the entry ``name``, or a predicate ``split_keyed`` takes
+    apart. Such a read takes a SQLite database well under a millisecond."""
+    if name is not None:
+        return kind is not Kind.SERVICE
+    if kind is Kind.USER:
+        return split_keyed(pred, ("name",)) is not None
+    if kind is Kind.GROUP:
+        return split_keyed(pred, ("name", "member")) is not None
+    return False
