@@ -193,11 +193,11 @@ class PasswordAuthenticator:
             return BindOutcome(None, reason, via)
         if credentials.disabled:
             return BindOutcome(None, "account is disabled", via)
-        next_use_record = (record.last_used_at or now) + USE_RECORD_INTERVAL
-        if record.last_used_at is None or now - record.last_used_at >= USE_RECORD_INTERVAL:
+        last_use = record.last_used_at
+        if last_use is None or now - last_use >= USE_RECORD_INTERVAL:
             self.tokens.record_token_use(lookup_id, now, address)
-            next_use_record = now + USE_RECORD_INTERVAL
-        until = next_use_record
+            last_use = now
+        until = last_use + USE_RECORD_INTERVAL  # when the next use is due to be written
         if record.expiring and record.expires_at is not None:
             until = min(until, record.expires_at)
         return BindOutcome(credentials.name, "", via, reusable_until=until)

@@ -53,7 +53,6 @@ class SqliteCounters:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
-        self._last: tuple[list[Any], Counters] | None = None  # rows read, what they meant
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -70,12 +69,7 @@ class SqliteCounters:
             log.debug("change counters unreadable, answering from the database: %s", exc)
             self.close()
             return None
-        last = self._last
-        if last is not None and last[0] == rows:
-            return last[1]
-        counters = counters_from_rows(rows)
-        self._last = (rows, counters)
-        return counters
+        return counters_from_rows(rows)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -65,7 +65,3 @@ class ByteBoundedLRU(Generic[V]):
     def _drop(self, key: Hashable, item: Stamped[V]) -> None:
         del self._items[key]
         self.bytes -= item.size
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0

@@ -231,14 +231,17 @@ class _SearchJob:
     plan: SearchPlan
     viewer: Viewer
     deadline: float | None
-    #: Who asks and what: with the size limit and the page, what the answer depends on.
-    asker: tuple[object, ...] = ()
-    asked: tuple[object, ...] = ()
 
-    def __post_init__(self) -> None:
-        viewer, request = self.viewer, self.request
-        self.asker = (viewer.account_name, viewer.may_read_directory, viewer.sees_state)
-        self.asked = (
+    @property
+    def asker(self) -> tuple[object, ...]:
+        """Who asks, as far as the answer depends on it."""
+        viewer = self.viewer
+        return (viewer.account_name, viewer.may_read_directory, viewer.sees_state)
+
+    def asked(self) -> tuple[object, ...]:
+        """What is asked, decoded (a search's request bytes stand for it when known)."""
+        request = self.request
+        return (
             request.base.lower(),
             request.scope,
             request.filter,
@@ -742,7 +745,7 @@ class LDAPConnection(protocol.Protocol):
         cache = self.ctx.results
         # The request as received stands for base, scope, filter, attributes and
         # controls (hashing its bytes is cheaper than hashing the decoded filter).
-        key = (job.asker, message.body or job.asked, size_limit)
+        key = (job.asker, message.body or job.asked(), size_limit)
         # Read before the search reads anything: an answer computed now is
         # stamped with a counter no newer than the data it holds.
         counter = await self._directory_counter() if cache is not None else None
@@ -778,7 +781,7 @@ class LDAPConnection(protocol.Protocol):
     ) -> None:
         """One page of a paged search (RFC 2696), resuming where ``cookie`` says."""
         request, done, no_paging = job.request, answering.done, answering.no_paging
-        fingerprint = job.asked
+        fingerprint = job.asked()
         if cookie:
             state = self.paged.pop(cookie, None)
             if state is None or state.fingerprint != fingerprint:
@@ -805,7 +808,7 @@ class LDAPConnection(protocol.Protocol):
 
         cache = self.ctx.results
         start = Position(state.cursor.source, state.cursor.after_id, state.cursor.returned)
-        page_key = (job.asker, job.asked, page_size, request.size_limit, start)
+        page_key = (job.asker, fingerprint, page_size, request.size_limit, start)
         counter = await self._directory_counter() if cache is not None else None
         claimed = False
         if counter is not None:
@@ -845,12 +848,7 @@ class LDAPConnection(protocol.Protocol):
                 cursor = state.cursor
                 more = Position(cursor.source, cursor.after_id, cursor.returned)
                 done(rc.SUCCESS, controls=next_page(more))
-                if capture is not None and counter is not None and capture.entries is not None:
-                    assert cache is not None
-                    answer = CachedAnswer(
-                        tuple(capture.entries), rc.SUCCESS, next_page=more, size=capture.size
-                    )
-                    cache.put(page_key, counter, capture, answer)
+                _keep(cache, page_key, counter, answering, stop, next_page=more)
                 return
             await self._finish_search(
                 stop, state.cursor, job.plan.leaves, job.viewer, done, no_paging()
@@ -1159,16 +1157,18 @@ def _keep(
     counter: int | None,
     answering: _Answering,
     stop: Stop,
+    next_page: Position | None = None,
 ) -> None:
-    """Keep a finished search's answer if it would be the same again while
-    nothing changes: it ran to its end or its size limit and the store answered."""
+    """Keep a finished search's answer (or page: ``next_page`` is where the next
+    one starts) if it would be the same again while nothing changes: it ran to
+    its end or its size limit and the store answered."""
     capture, sent = answering.capture, answering.sent
     if cache is None or counter is None or capture is None or capture.entries is None:
         return
     if stop not in (Stop.DONE, Stop.LIMIT) or not sent or sent[-1][0] not in _REPEATABLE_CODES:
         return
     code, text, matched = sent[-1]
-    answer = CachedAnswer(tuple(capture.entries), code, text, matched, size=capture.size)
+    answer = CachedAnswer(tuple(capture.entries), code, text, matched, next_page, capture.size)
     cache.put(key, counter, capture, answer)
 
 
