@@ -530,3 +530,67 @@ def test_a_wrong_value_pays_a_bcrypt_even_after_the_right_one_is_remembered(
     assert slow_checkpw.calls == 1
     assert not verifier.verify(wrong_secret(value), record)
     assert slow_checkpw.calls == 2
+
+
+def test_sqlite_counters_between_commits_answer_from_the_wal_header_without_a_query(
+    sqlite_file: Path,
+) -> None:
+    counters = SqliteCounters(sqlite_file)
+    try:
+        assert counters.current() == Counters(0, 0)
+        assert counters.current() == Counters(0, 0)  # the header is now watched
+        queries: list[str] = []
+        conn = counters._conn
+        assert conn is not None
+        conn.set_trace_callback(queries.append)
+        assert counters.current() == Counters(0, 0)
+        assert queries == []
+        bump_directory(sqlite_file)
+        assert counters.current() == Counters(1, 0)
+        assert len(queries) == 1
+        assert counters.current() == Counters(1, 0)
+        assert len(queries) == 1
+    finally:
+        counters.close()
+
+
+def test_sqlite_counters_see_every_commit_of_a_busy_writer(sqlite_file: Path) -> None:
+    """A writer commits while the reader looks: each look is at least as new as
+    the last commit that finished before it."""
+    counters = SqliteCounters(sqlite_file)
+    done = threading.Event()
+    committed = [0]
+
+    def write() -> None:
+        for _ in range(200):
+            bump_directory(sqlite_file)
+            committed[0] += 1
+        done.set()
+
+    writer = threading.Thread(target=write)
+    try:
+        writer.start()
+        while not done.is_set():
+            before = committed[0]
+            now = counters.current()
+            assert now is None or now.directory >= before
+        writer.join()
+        assert counters.current() == Counters(200, 0)
+    finally:
+        counters.close()
+
+
+def test_sqlite_counters_of_a_rollback_journal_database_read_every_time(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    upgrade(f"sqlite:///{path}")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    counters = SqliteCounters(path)
+    try:
+        assert counters.current() == Counters(0, 0)
+        assert counters._header is None
+        bump_directory(path)
+        assert counters.current() == Counters(1, 0)
+    finally:
+        counters.close()
