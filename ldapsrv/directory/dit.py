@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from ldapsrv.directory.dn import DN, DNError, escape_value, normalize, parse_dn
+from ldapsrv.directory.dn import DN, MEMO_MAX_CHARS, DNError, escape_value, normalize, parse_dn
 from ldapsrv.ldap.messages import SCOPE_BASE, SCOPE_ONE, SCOPE_SUB
+from ldapsrv.memo import Memo
 
 USERS_OU = "users"
 GROUPS_OU = "groups"
@@ -88,6 +89,14 @@ class Dit:
         self.groups_entry = StaticEntry(
             self.groups_dn, (("objectClass", ("top", "organizationalUnit")), ("ou", (GROUPS_OU,)))
         )
+        # Bind DNs and the DNs of who binds, remembered (every bind needs both).
+        self._entry_names: Memo[tuple[str, Kind], str | None] = Memo(
+            self._read_entry_name, lambda key: len(key[0]) <= MEMO_MAX_CHARS
+        )
+        self._user_dns: Memo[str, str] = Memo(
+            lambda name: f"cn={escape_value(name)},{self.users_dn}",
+            lambda name: len(name) <= MEMO_MAX_CHARS,
+        )
 
     def _base_entry(self) -> StaticEntry:
         leaf = self.base[0][0]
@@ -112,7 +121,7 @@ class Dit:
 
     def user_dn(self, name: str) -> str:
         """The DN of a person or a service account."""
-        return f"cn={escape_value(name)},{self.users_dn}"
+        return self._user_dns(name)
 
     def group_dn(self, name: str) -> str:
         return f"cn={escape_value(name)},{self.groups_dn}"
@@ -142,6 +151,12 @@ class Dit:
         return None
 
     def parse_entry_name(self, text: str, kind: Kind) -> str | None:
+        """The name of the user/group entry the DN ``text`` denotes, or None
+        (also for text that is no DN)."""
+        return self._entry_names((text, kind))
+
+    def _read_entry_name(self, key: tuple[str, Kind]) -> str | None:
+        text, kind = key
         try:
             return self.entry_name(parse_dn(text), kind)
         except DNError:

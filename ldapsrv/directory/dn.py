@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ldapsrv.memo import Memo
+
 AVA = tuple[str, str]
 RDN = tuple[AVA, ...]
 DN = tuple[RDN, ...]
@@ -90,7 +92,7 @@ def _parse_value(text: str, pos: int) -> tuple[str, int]:
         raise DNError("escaped value is not valid UTF-8") from exc
 
 
-_MEMO_MAX_CHARS = 512
+MEMO_MAX_CHARS = 512
 """DNs up to this long are parsed and normalised once and remembered (clients send
 the same base and bind DNs over and over); longer ones every time, so that odd
 input cannot fill memory."""
@@ -98,23 +100,25 @@ input cannot fill memory."""
 
 def parse_dn(text: str) -> DN:
     """Parse a string DN; the empty string is the root (no RDNs)."""
-    if len(text) <= _MEMO_MAX_CHARS:
+    if len(text) <= MEMO_MAX_CHARS:
         return _parse_dn_memo(text)
     return _parse_dn(text)
 
 
 def normalize(dn: DN) -> DN:
     """Case-fold values for comparison (all our naming attributes ignore case)."""
-    if len(dn) <= 8 and sum(len(v) for rdn in dn for _, v in rdn) <= _MEMO_MAX_CHARS:
-        return _normalize_memo(dn)
-    return _normalize(dn)
+    return _normalized(dn)
 
 
 def _normalize(dn: DN) -> DN:
     return tuple(tuple((a, v.casefold()) for a, v in rdn) for rdn in dn)
 
 
-_normalize_memo = lru_cache(maxsize=4096)(_normalize)
+def _small(dn: DN) -> bool:
+    return len(dn) <= 8 and sum(len(v) for rdn in dn for _, v in rdn) <= MEMO_MAX_CHARS
+
+
+_normalized: Memo[DN, DN] = Memo(_normalize, _small)
 
 
 def _parse_dn(text: str) -> DN:
