@@ -20,7 +20,6 @@ The HMAC key is random per process and never leaves it. Reactor thread only.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
@@ -60,7 +59,7 @@ class BindCache:
     def _cache_key(
         self, name: str, address: str | None, presented: bytes
     ) -> tuple[str, str, bytes]:
-        digest = hmac.new(self._key, presented, hashlib.sha256).digest()
+        digest = hmac.digest(self._key, presented, "sha256")  # one-shot: no HMAC object
         return (name.casefold(), address or "", digest)
 
     def get(

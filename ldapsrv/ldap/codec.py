@@ -641,6 +641,31 @@ def decode_message(pdu: bytes, *, max_filter_depth: int = 50) -> LDAPMessage:
     return LDAPMessage(message_id, request, controls, body)
 
 
+def split_plain_search(pdu: bytes) -> tuple[int, bytes] | None:
+    """(message ID, protocolOp bytes) of a SearchRequest PDU without controls;
+    None for anything else, malformed included (``decode_message`` judges those).
+
+    The bytes are what ``decode_message`` gives as ``LDAPMessage.body``: a client
+    repeating a search sends them again unchanged, so they can stand for the
+    request without decoding it."""
+    data = pdu if type(pdu) is bytes else bytes(pdu)
+    try:
+        end = len(data)
+        tag, start, stop = read_tlv(data, 0, end)
+        if tag != SEQUENCE or stop != end:
+            return None
+        ms, me = _expect(data, start, stop, INTEGER, "messageID")
+        op_tag, _, op_stop = read_tlv(data, me, stop)
+        if op_tag != _SEARCH_REQUEST or op_stop != stop:
+            return None
+        message_id = decode_integer(data, ms, me)
+    except ValueError:
+        return None
+    if not 0 <= message_id <= MAX_INT:
+        return None
+    return message_id, data[me:stop]
+
+
 # --------------------------------------------------------------------------- encoding helpers
 
 _OS_HEADERS = [bytes((OCTET_STRING, n)) for n in range(0x80)]
@@ -677,13 +702,25 @@ def _encode_controls(controls: Sequence[Control]) -> bytes:
     return _header(_CONTROLS, len(value)) + value
 
 
+_BARE_RESULTS: dict[int, bytes] = {}
+"""Encoded results without matchedDN or message, by code (most results are)."""
+
+
 def _result_value(result: LDAPResult) -> bytes:
     """``LDAPResult`` components: resultCode, matchedDN, diagnosticMessage."""
-    return (
+    bare = not result.matched_dn and not result.message
+    if bare:
+        known = _BARE_RESULTS.get(result.code)
+        if known is not None:
+            return known
+    value = (
         encode_enumerated(result.code)
         + encode_octet_string(result.matched_dn.encode("utf-8"))
         + encode_octet_string(result.message.encode("utf-8"))
     )
+    if bare and len(_BARE_RESULTS) < 256:
+        _BARE_RESULTS[result.code] = value
+    return value
 
 
 # --------------------------------------------------------------------------- encoders

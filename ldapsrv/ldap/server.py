@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.python.failure import Failure
 
 from ldapsrv.auth.binding import (
+    BindOutcome,
     NotPermitted,
     PasswordAuthenticator,
     ServiceAccountHasNoPassword,
@@ -83,12 +84,16 @@ from ldapsrv.ldap.messages import (
     UnbindRequest,
 )
 from ldapsrv.ldap.search import Cursor, PreparedSearch, SearchEngine, Stop, held_up
+from ldapsrv.ldap.sending import send_reply
+from ldapsrv.memo import Memo
 from ldapsrv.observability.records import (
     NullObserver,
     Observer,
     OperationRecord,
     next_connection_id,
+    reads_requests,
 )
+from ldapsrv.store.changes import Counters
 
 log = logging.getLogger("ldapsrv.ldap")
 
@@ -182,6 +187,20 @@ class Identity:
     permissions: EffectivePermissions = field(default_factory=EffectivePermissions)
 
 
+@dataclass(frozen=True, slots=True)
+class _Asking:
+    """Who searches on a connection, as its searches need it (until the next bind
+    or settings reload)."""
+
+    identity: Identity | None
+    settings: ServerSettings
+    viewer: Viewer
+    #: Who asks, as far as an answer depends on it (part of every cache key).
+    asker: tuple[object, ...]
+    size_limit: int  # the account's own limits (0: none)
+    time_limit: int
+
+
 @dataclass(slots=True)
 class _Answering:
     """Where one search's entries and result go, and what of them is kept."""
@@ -229,14 +248,12 @@ class _SearchJob:
 
     request: SearchRequest
     plan: SearchPlan
-    viewer: Viewer
+    asking: _Asking
     deadline: float | None
 
     @property
-    def asker(self) -> tuple[object, ...]:
-        """Who asks, as far as the answer depends on it."""
-        viewer = self.viewer
-        return (viewer.account_name, viewer.may_read_directory, viewer.sees_state)
+    def viewer(self) -> Viewer:
+        return self.asking.viewer
 
     def asked(self) -> tuple[object, ...]:
         """What is asked, decoded (a search's request bytes stand for it when known)."""
@@ -275,6 +292,7 @@ class LDAPConnection(protocol.Protocol):
         self._lost = False
         self._abort_timer: Any = None
         self._loopback: bool | None = None  # whether the peer is on loopback (once known)
+        self._asking_memo: _Asking | None = None
 
     # -- connection life ---------------------------------------------------------
 
@@ -353,6 +371,8 @@ class LDAPConnection(protocol.Protocol):
         self._update_reading()
 
     def _handle(self, pdu: bytes) -> None:
+        if self.ctx.results is not None and self._answer_kept(pdu):
+            return
         try:
             message = codec.decode_message(pdu, max_filter_depth=self.ctx.settings.max_filter_depth)
         except RequestRejected as rejected:
@@ -362,6 +382,46 @@ class LDAPConnection(protocol.Protocol):
             self._disconnect(rc.PROTOCOL_ERROR, str(exc))
             return
         self._dispatch(message)
+
+    def _answer_kept(self, pdu: bytes) -> bool:
+        """Answer a repeated search from its kept answer before decoding it, when
+        nothing in its way needs the decoded request: no controls, a small answer,
+        no back-pressure, the counters readable at once. False: take the long way
+        (which may still find the answer, and applies every rule there is)."""
+        cache = self.ctx.results
+        counters = self.ctx.search_counters
+        if cache is None or counters is None or self.flow.paused:
+            return False
+        if self.shutting_down or self.starting_tls:
+            return False
+        split = codec.split_plain_search(pdu)
+        if split is None:
+            return False
+        if self._tls_required(self.ctx.settings.require_tls_for_searches):
+            return False
+        now = counters.current()
+        if not isinstance(now, Counters):
+            return False
+        mid, body = split
+        asking = self._asking()
+        answer = cache.get((asking.asker, body, asking.size_limit), now.directory)
+        if answer is None or answer.next_page is not None or len(answer.entries) > REPLAY_CHUNK:
+            return False
+        request = None
+        if reads_requests(self.ctx.observer):  # the access log: it shows base and filter
+            try:
+                request = codec.decode_message(
+                    pdu, max_filter_depth=self.ctx.settings.max_filter_depth
+                ).request
+            except (ProtocolViolation, RequestRejected):
+                return False  # limits changed since it was kept: the long way rejects it
+        op = Operation(mid, cached=True, entries=len(answer.entries), result_code=answer.code)
+        result = LDAPResult(answer.code, answer.message, answer.matched)
+        self._write(
+            codec.wrap_search_entries(mid, answer.entries) + codec.encode_search_done(mid, result)
+        )
+        self._observe(mid, request, "SearchRequest", op)
+        return True
 
     def _update_reading(self) -> None:
         """Read requests only while the client reads replies and there is room."""
@@ -431,7 +491,7 @@ class LDAPConnection(protocol.Protocol):
 
     def _write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
-            self._tx.write(data)
+            send_reply(self.transport, data)
 
     def _respond(
         self,
@@ -549,7 +609,8 @@ class LDAPConnection(protocol.Protocol):
             )
             return
         if isinstance(request, BindRequest):
-            self._run(message, self._bind)
+            if not self._bind_kept(message, request):
+                self._run(message, self._bind)
         elif isinstance(request, SearchRequest):
             self._run(message, self._search)
         elif isinstance(request, CompareRequest):
@@ -646,13 +707,45 @@ class LDAPConnection(protocol.Protocol):
             self._refuse_bind(request.name, f"{reason} ({outcome.via})")
             answer(rc.INVALID_CREDENTIALS)
             return
+        self._bound(outcome)
+        answer(rc.SUCCESS)
+
+    def _bound(self, outcome: BindOutcome) -> None:
+        """Take the identity an accepted bind established."""
         assert outcome.name is not None
         self.identity = Identity(
             outcome.name, self.ctx.dit.user_dn(outcome.name), outcome.permissions
         )
         self.paged.clear()
         log.info("bind as %s from %s with %s", self.identity.dn, self.peer, outcome.via)
-        answer(rc.SUCCESS)
+
+    def _bind_kept(self, message: LDAPMessage, request: BindRequest) -> bool:
+        """Accept a warm token bind at once from the bind cache, when the counters
+        can be read without waiting; False: ``_bind`` decides (every refusal and
+        every rule is there: this only ever accepts what it accepted before)."""
+        binds, source = self.ctx.binds, self.ctx.bind_counters
+        if binds is None or source is None or request.version != 3:
+            return False
+        auth = request.auth
+        if isinstance(auth, SaslAuth) or not request.name or not auth.password:
+            return False
+        if self._tls_required(self.ctx.settings.require_tls_for_binds):
+            return False
+        name = self.ctx.dit.parse_entry_name(request.name, Kind.USER)
+        if not name or parse_token(auth.password) is None:
+            return False
+        now = source.current()
+        if not isinstance(now, Counters):
+            return False
+        outcome = binds.get(name, self.peer_host, auth.password, now)
+        if outcome is None:
+            return False
+        mid = message.message_id
+        self.bind_generation += 1  # a bind still running on this connection loses
+        self._bound(outcome)
+        self._write(codec.encode_bind_response(mid, LDAPResult(rc.SUCCESS)))
+        self._observe_message(message, Operation(mid, result_code=rc.SUCCESS, cached=True))
+        return True
 
     def _refuse_bind(self, dn: str, reason: str) -> None:
         log.info("bind refused for %r from %s: %s", dn, self.peer, reason)
@@ -660,9 +753,23 @@ class LDAPConnection(protocol.Protocol):
     # -- search -------------------------------------------------------------------------
 
     def _viewer(self) -> Viewer:
-        if self.identity is not None:
-            return Viewer(self.identity.name, True, self.identity.permissions)
-        return Viewer(None, self.ctx.settings.anonymous_read)
+        return self._asking().viewer
+
+    def _asking(self) -> _Asking:
+        """Who searches now; rebuilt only when a bind changed the identity."""
+        identity, settings = self.identity, self.ctx.settings
+        memo = self._asking_memo
+        if memo is not None and memo.identity is identity and memo.settings is settings:
+            return memo
+        if identity is not None:
+            viewer = Viewer(identity.name, True, identity.permissions)
+        else:
+            viewer = Viewer(None, settings.anonymous_read)
+        size_limit, time_limit = settings.search_limits(None if identity is None else identity.name)
+        asker = (viewer.account_name, viewer.may_read_directory, viewer.sees_state)
+        memo = _Asking(identity, settings, viewer, asker, size_limit, time_limit)
+        self._asking_memo = memo
+        return memo
 
     def _tls_required(self, requirement: str) -> bool:
         """Whether this connection must have TLS for an operation under ``requirement``."""
@@ -704,8 +811,8 @@ class LDAPConnection(protocol.Protocol):
                 controls=no_paging(),
             )
             return
-        viewer = self._viewer()
-        if not viewer.may_read_directory:
+        asking = self._asking()
+        if not asking.viewer.may_read_directory:
             done(rc.NO_SUCH_OBJECT, controls=no_paging())
             return
         try:
@@ -717,14 +824,11 @@ class LDAPConnection(protocol.Protocol):
         except NoSuchBase as missing:
             done(rc.NO_SUCH_OBJECT, matched=missing.matched_dn, controls=no_paging())
             return
-        own_size_limit, own_time_limit = self.ctx.settings.search_limits(
-            None if self.identity is None else self.identity.name
-        )
-        time_limits = [t for t in (request.time_limit, own_time_limit) if t > 0]
+        time_limits = [t for t in (request.time_limit, asking.time_limit) if t > 0]
         deadline = time.monotonic() + min(time_limits) if time_limits else None
-        job = _SearchJob(request, plan, viewer, deadline)
+        job = _SearchJob(request, plan, asking, deadline)
         if paged_control is None:
-            limits = [s for s in (request.size_limit, own_size_limit) if s > 0]
+            limits = [s for s in (request.size_limit, asking.size_limit) if s > 0]
             await self._search_whole(message, answering, job, min(limits) if limits else None)
             return
         try:
@@ -743,9 +847,7 @@ class LDAPConnection(protocol.Protocol):
     ) -> None:
         """A search without paging: all its entries, then its result."""
         cache = self.ctx.results
-        # The request as received stands for base, scope, filter, attributes and
-        # controls (hashing its bytes is cheaper than hashing the decoded filter).
-        key = (job.asker, message.body or job.asked(), size_limit)
+        key = _whole_key(job.asking, message.body, job.asked, size_limit)
         # Read before the search reads anything: an answer computed now is
         # stamped with a counter no newer than the data it holds.
         counter = await self._directory_counter() if cache is not None else None
@@ -808,7 +910,7 @@ class LDAPConnection(protocol.Protocol):
 
         cache = self.ctx.results
         start = Position(state.cursor.source, state.cursor.after_id, state.cursor.returned)
-        page_key = (job.asker, fingerprint, page_size, request.size_limit, start)
+        page_key = (job.asking.asker, fingerprint, page_size, request.size_limit, start)
         counter = await self._directory_counter() if cache is not None else None
         claimed = False
         if counter is not None:
@@ -1151,6 +1253,19 @@ async def _answer_or_claim(
     return cache.get(key, counter), False
 
 
+def _whole_key(
+    asking: _Asking, body: bytes, asked: Callable[[], tuple[object, ...]], size_limit: int | None
+) -> Hashable:
+    """The cache key of a search without paging. Its request as received stands
+    for base, scope, filter, attributes, typesOnly and its own size limit (hashing
+    bytes is cheaper than hashing a decoded filter, and a repeated search is
+    recognised before it is decoded); only requests built without their bytes
+    need the decoded form and the effective limit."""
+    if body:
+        return (asking.asker, body, asking.size_limit)
+    return (asking.asker, asked(), size_limit)
+
+
 def _keep(
     cache: SearchResultCache | None,
     key: Hashable,
@@ -1175,6 +1290,10 @@ def _keep(
 def _is_loopback(host: str | None) -> bool:
     if host is None:
         return False
+    return _loopback_hosts(host)
+
+
+def _read_loopback(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -1182,6 +1301,9 @@ def _is_loopback(host: str | None) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback
+
+
+_loopback_hosts: Memo[str, bool] = Memo(_read_loopback)
 
 
 class LDAPServerFactory(protocol.ServerFactory):

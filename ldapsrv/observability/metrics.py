@@ -24,7 +24,6 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from ldapsrv.config import HostPort
-from ldapsrv.ldap.messages import SearchRequest
 from ldapsrv.observability.accesslog import operation_name, refusal_reason, result_name
 from ldapsrv.observability.expiry import ExpiryReport
 from ldapsrv.observability.multiproc import multiprocess_dir
@@ -128,6 +127,10 @@ class Metrics:
 
     # -- Observer ---------------------------------------------------------------------
 
+    #: Counts by ``request_type``: a search answered before it was decoded is
+    #: counted like any other (records.reads_requests).
+    reads_requests = False
+
     def connection_opened(self, connection_id: str, client: str, tls: bool) -> None:
         self.connections.labels("true" if tls else "false").inc()
         self.active.inc()
@@ -139,7 +142,7 @@ class Metrics:
         operation = operation_name(record)
         self.operations.labels(operation, result_name(record.result_code)).inc()
         self.duration.labels(operation).observe(record.duration_ms / 1000)
-        if isinstance(record.request, SearchRequest):
+        if record.request_type == "SearchRequest":
             self.entries.inc(record.entries)
         if record.cached:
             self.cached.labels(operation).inc()

@@ -41,6 +41,8 @@ class ConnectionCount:
         self.active -= 1
         self.changed()
 
+    reads_requests = False
+
     def operation_done(self, record: OperationRecord) -> None:
         pass
 

@@ -19,12 +19,21 @@ from typing import Protocol
 
 log = logging.getLogger("ldapsrv.observability")
 _counter = itertools.count(1)
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _counter, _pid
+    _counter, _pid = itertools.count(1), os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def next_connection_id() -> str:
     """A connection id unique across the worker processes of one host:
     ``<pid>-<n>`` with ``n`` counting this process's connections from 1."""
-    return f"{os.getpid()}-{next(_counter)}"
+    return f"{_pid}-{next(_counter)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +65,18 @@ class Observer(Protocol):
     def operation_done(self, record: OperationRecord) -> None: ...
 
 
+def reads_requests(observer: Observer) -> bool:
+    """Whether ``observer`` looks at ``OperationRecord.request`` (an observer that
+    says nothing is taken to). Where none does, an operation answered before its
+    request was decoded (a repeated search answered from the cache) is recorded
+    with ``request=None``, its ``request_type`` still set."""
+    return bool(getattr(observer, "reads_requests", True))
+
+
 class NullObserver:
     """Sees nothing: the default for a server built without observability."""
+
+    reads_requests = False
 
     def connection_opened(self, connection_id: str, client: str, tls: bool) -> None:
         pass
@@ -74,6 +93,7 @@ class Observers:
 
     def __init__(self, *observers: Observer) -> None:
         self.observers = observers
+        self.reads_requests = any(reads_requests(o) for o in observers)
 
     def connection_opened(self, connection_id: str, client: str, tls: bool) -> None:
         for observer in self.observers:

@@ -27,6 +27,7 @@ from twisted.internet.task import Clock
 from ldapsrv.caching.search_results import SearchResultCache
 from ldapsrv.ldap.search import SearchEngine
 from ldapsrv.ldap.server import CLAIM_WAIT, ServerContext
+from ldapsrv.observability.records import OperationRecord
 from ldapsrv.store.changes import Counters
 
 
@@ -206,3 +207,79 @@ def test_a_waiter_gives_up_after_a_while_and_computes_its_own_answer():
     for client in (first, second):
         *entries, _ = client.receive()
         assert dns([e.value for e in entries]) == [f"cn=user09,{USERS}"]
+
+
+# ------------------------------------------------------------------ answered before decoding
+
+
+class Records:
+    """An observer keeping every record; ``reads_requests`` as the test says."""
+
+    def __init__(self, reads_requests: bool) -> None:
+        self.reads_requests = reads_requests
+        self.records: list[OperationRecord] = []
+
+    def connection_opened(self, connection_id: str, client: str, tls: bool) -> None:
+        pass
+
+    def connection_closed(self, connection_id: str, client: str) -> None:
+        pass
+
+    def operation_done(self, record: OperationRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("reads_requests", [True, False])
+def test_a_search_answered_before_decoding_is_recorded_like_any_other(
+    setup: tuple[ServerContext, Counter, Store], reads_requests: bool
+) -> None:
+    ctx, _, store = setup
+    observer = Records(reads_requests)
+    ctx = replace(ctx, observer=observer)
+    client = bound(ctx)
+    first = client.search(USERS, "(uid=user07)", attributes=["uid"])
+    reads = store.reads
+    again = client.search(USERS, "(uid=user07)", attributes=["uid"])
+    assert store.reads == reads and again == first
+    computed, kept = [r for r in observer.records if r.request_type == "SearchRequest"]
+    assert not computed.cached and kept.cached
+    assert kept.message_id == client.last_id and kept.entries == 1 and kept.result_code == 0
+    if reads_requests:  # the access log shows base and filter: it gets them decoded
+        assert kept.request == computed.request
+    else:
+        assert kept.request is None
+
+
+def test_a_kept_answer_is_not_sent_where_searches_now_need_tls(
+    setup: tuple[ServerContext, Counter, Store],
+) -> None:
+    ctx, _, _ = setup
+    client = bound(ctx)
+    assert dns(client.search(USERS, "(uid=user07)")[0]) == [f"cn=user07,{USERS}"]
+    ctx.settings = replace(ctx.settings, require_tls_for_searches="always")  # a reload
+    entries, done, _ = client.search(USERS, "(uid=user07)")
+    assert entries == [] and done.resultCode == 13  # confidentialityRequired
+
+
+def test_after_a_rebind_on_the_same_connection_the_new_identity_gets_its_own_answers(
+    setup: tuple[ServerContext, Counter, Store],
+) -> None:
+    ctx, _, _ = setup
+    client = bound(ctx)
+    assert dns(client.search(USERS, "(uid=user07)")[0]) == [f"cn=user07,{USERS}"]
+    assert client.bind() == 0  # anonymous now, and anonymous_read is off
+    entries, done, _ = client.search(USERS, "(uid=user07)")
+    assert entries == [] and done.resultCode != 0
+    assert client.bind(ALICE_DN, b"alice-pw") == 0
+    assert dns(client.search(USERS, "(uid=user07)")[0]) == [f"cn=user07,{USERS}"]
+
+
+def test_a_search_with_controls_is_not_answered_before_decoding(
+    setup: tuple[ServerContext, Counter, Store],
+) -> None:
+    ctx, _, _ = setup
+    client = bound(ctx)
+    client.search(USERS, "(uid=user07)")
+    unknown_critical = [(b"1.2.3.4.5", True, None)]
+    entries, done, _ = client.search(USERS, "(uid=user07)", controls=unknown_critical)
+    assert entries == [] and done.resultCode == 12  # unavailableCriticalExtension
