@@ -9,7 +9,7 @@ MariaDB row locks, SQLite's single writer), so no two commits share a value.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
@@ -22,8 +22,10 @@ THROTTLE = "throttle"
 """Failed-bind counters: what decides whether a bind is refused before any check."""
 
 
-@dataclass(frozen=True, slots=True)
-class Counters:
+class Counters(NamedTuple):
+    """The change counters at one moment (a tuple: compared at C speed, and every
+    kept answer and bind is compared with the current ones)."""
+
     directory: int
     throttle: int
 
