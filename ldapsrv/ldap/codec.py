@@ -649,6 +649,13 @@ def split_plain_search(pdu: bytes) -> tuple[int, bytes] | None:
     repeating a search sends them again unchanged, so they can stand for the
     request without decoding it."""
     data = pdu if type(pdu) is bytes else bytes(pdu)
+    # The usual short message (one length octet, a message ID of under 128 octets):
+    # its protocolOp tag is at a known place, and most requests that are not
+    # searches are told apart there without parsing.
+    if len(data) > 4 and data[1] < 0x80 and data[2] == INTEGER and data[3] < 0x80:
+        at = 4 + data[3]
+        if at < len(data) and data[at] != _SEARCH_REQUEST:
+            return None
     try:
         end = len(data)
         tag, start, stop = read_tlv(data, 0, end)

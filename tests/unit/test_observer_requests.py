@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from test_metrics import record as metrics_record
 
 from ldapsrv.directory.filters import Present
 from ldapsrv.ldap.messages import SearchRequest
@@ -43,20 +44,7 @@ class Declares(Silent):
 
 
 def record(request: object, request_type: str, **changes: object) -> OperationRecord:
-    values: dict[str, object] = {
-        "connection_id": "1-1",
-        "client": "127.0.0.1:1",
-        "tls": False,
-        "message_id": 1,
-        "request": request,
-        "request_type": request_type,
-        "identity": "",
-        "result_code": 0,
-        "entries": 0,
-        "duration_ms": 1.0,
-    }
-    values.update(changes)
-    return OperationRecord(**values)  # type: ignore[arg-type]
+    return metrics_record(request, 0, request_type=request_type, **changes)
 
 
 # --------------------------------------------------------------------------- reads_requests
