@@ -155,6 +155,13 @@ def test_a_fully_flushed_buffer_counts_as_idle(pair: tuple[socket.socket, socket
 # --------------------------------------------------------------------------- through write
 
 
+def assert_went_through_write(transport: Any, peer: socket.socket) -> None:
+    """One reply, handed to the transport's own ``write``; nothing sent directly."""
+    send_reply(transport, REPLY)
+    assert transport.written == [REPLY]
+    assert received(peer) == b""
+
+
 @pytest.mark.parametrize(
     ("attribute", "value"),
     [
@@ -173,9 +180,7 @@ def test_a_transport_that_is_not_idle_and_plain_gets_write(
     ours, peer = pair
     transport = FakeTransport(ours)
     setattr(transport, attribute, value)
-    send_reply(transport, REPLY)
-    assert transport.written == [REPLY]
-    assert received(peer) == b""
+    assert_went_through_write(transport, peer)
 
 
 def test_a_partly_sent_buffer_means_queued(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -183,9 +188,7 @@ def test_a_partly_sent_buffer_means_queued(pair: tuple[socket.socket, socket.soc
     transport = FakeTransport(ours)
     transport.dataBuffer = b"0123456789"
     transport.offset = 4
-    send_reply(transport, REPLY)
-    assert transport.written == [REPLY]
-    assert received(peer) == b""
+    assert_went_through_write(transport, peer)
 
 
 def test_with_data_queued_every_reply_goes_through_write_in_order(
@@ -208,9 +211,7 @@ def test_a_connection_lacking_an_attribute_gets_write(
     ours, peer = pair
     transport = FakeTransport(ours)
     delattr(transport, missing)  # set by Connection.__init__, no class default
-    send_reply(transport, REPLY)
-    assert transport.written == [REPLY]
-    assert received(peer) == b""
+    assert_went_through_write(transport, peer)
 
 
 def test_a_look_alike_that_is_not_a_twisted_connection_gets_write(
@@ -218,9 +219,7 @@ def test_a_look_alike_that_is_not_a_twisted_connection_gets_write(
 ) -> None:
     ours, peer = pair
     transport = LookAlike(ours)
-    send_reply(transport, REPLY)
-    assert transport.written == [REPLY]
-    assert received(peer) == b""
+    assert_went_through_write(transport, peer)
 
 
 def test_a_wrapper_reading_through_to_an_idle_connection_gets_write(
