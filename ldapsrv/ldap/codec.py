@@ -78,6 +78,7 @@ from ldapsrv.ldap.messages import (
     SimpleAuth,
     UnbindRequest,
 )
+from ldapsrv.memo import Memo
 
 __all__ = [
     "MAX_INT",
@@ -709,25 +710,23 @@ def _encode_controls(controls: Sequence[Control]) -> bytes:
     return _header(_CONTROLS, len(value)) + value
 
 
-_BARE_RESULTS: dict[int, bytes] = {}
-"""Encoded results without matchedDN or message, by code (most results are)."""
+def _encode_result(code: int, matched_dn: str, message: str) -> bytes:
+    return (
+        encode_enumerated(code)
+        + encode_octet_string(matched_dn.encode("utf-8"))
+        + encode_octet_string(message.encode("utf-8"))
+    )
+
+
+#: Encoded results without matchedDN or message, by code (most results are).
+_bare_results: Memo[int, bytes] = Memo(lambda code: _encode_result(code, "", ""), max_entries=256)
 
 
 def _result_value(result: LDAPResult) -> bytes:
     """``LDAPResult`` components: resultCode, matchedDN, diagnosticMessage."""
-    bare = not result.matched_dn and not result.message
-    if bare:
-        known = _BARE_RESULTS.get(result.code)
-        if known is not None:
-            return known
-    value = (
-        encode_enumerated(result.code)
-        + encode_octet_string(result.matched_dn.encode("utf-8"))
-        + encode_octet_string(result.message.encode("utf-8"))
-    )
-    if bare and len(_BARE_RESULTS) < 256:
-        _BARE_RESULTS[result.code] = value
-    return value
+    if not result.matched_dn and not result.message:
+        return _bare_results(result.code)
+    return _encode_result(result.code, result.matched_dn, result.message)
 
 
 # --------------------------------------------------------------------------- encoders

@@ -81,6 +81,7 @@ from ldapsrv.ldap.messages import (
     RequestRejected,
     SaslAuth,
     SearchRequest,
+    SimpleAuth,
     UnbindRequest,
 )
 from ldapsrv.ldap.search import Cursor, PreparedSearch, SearchEngine, Stop, held_up
@@ -405,7 +406,7 @@ class LDAPConnection(protocol.Protocol):
             return False
         mid, body = split
         asking = self._asking()
-        answer = cache.get((asking.asker, body, asking.size_limit), now.directory)
+        answer = cache.get(_bytes_key(asking, body), now.directory)
         if answer is None or answer.next_page is not None or len(answer.entries) > REPLAY_CHUNK:
             return False
         request = None
@@ -652,23 +653,14 @@ class LDAPConnection(protocol.Protocol):
             op.result_code = code
             self._write(codec.encode_bind_response(mid, LDAPResult(code, text)))
 
-        if request.version != 3:
-            answer(rc.PROTOCOL_ERROR, "only LDAP version 3 is supported")
+        settled = self._settled_without_credentials(request)
+        if settled is not None:
+            if settled.code == rc.CONFIDENTIALITY_REQUIRED:
+                log.info("bind for %r from %s refused: TLS required", request.name, self.peer)
+            answer(settled.code, settled.message)
             return
-        if isinstance(request.auth, SaslAuth):
-            answer(rc.AUTH_METHOD_NOT_SUPPORTED, "SASL is not supported: use a simple bind")
-            return
+        assert isinstance(request.auth, SimpleAuth)
         password = request.auth.password
-        if not request.name and not password:
-            answer(rc.SUCCESS)
-            return
-        if not password:
-            answer(rc.UNWILLING_TO_PERFORM, "unauthenticated bind (a DN without password)")
-            return
-        if self._tls_required(self.ctx.settings.require_tls_for_binds):
-            log.info("bind for %r from %s refused: TLS required", request.name, self.peer)
-            answer(rc.CONFIDENTIALITY_REQUIRED, "binds need TLS: use StartTLS or LDAPS")
-            return
         # A DN naming no account is checked anyway ("" names nobody), so that it
         # costs the same and is throttled like any other failure.
         name = self.ctx.dit.parse_entry_name(request.name, Kind.USER) or ""
@@ -711,6 +703,27 @@ class LDAPConnection(protocol.Protocol):
         self._bound(outcome)
         answer(rc.SUCCESS)
 
+    def _settled_without_credentials(self, request: BindRequest) -> LDAPResult | None:
+        """The answer to a bind that checks no credentials (wrong version, SASL,
+        anonymous, a DN without password, no TLS where it is required); None for
+        a simple bind with a name and a password to check."""
+        auth = request.auth
+        if request.version != 3:
+            return LDAPResult(rc.PROTOCOL_ERROR, "only LDAP version 3 is supported")
+        if isinstance(auth, SaslAuth):
+            return LDAPResult(
+                rc.AUTH_METHOD_NOT_SUPPORTED, "SASL is not supported: use a simple bind"
+            )
+        if not request.name and not auth.password:
+            return _SUCCESS
+        if not auth.password:
+            return LDAPResult(
+                rc.UNWILLING_TO_PERFORM, "unauthenticated bind (a DN without password)"
+            )
+        if self._tls_required(self.ctx.settings.require_tls_for_binds):
+            return LDAPResult(rc.CONFIDENTIALITY_REQUIRED, "binds need TLS: use StartTLS or LDAPS")
+        return None
+
     def _bound(self, outcome: BindOutcome) -> None:
         """Take the identity an accepted bind established."""
         assert outcome.name is not None
@@ -725,13 +738,12 @@ class LDAPConnection(protocol.Protocol):
         can be read without waiting; False: ``_bind`` decides (every refusal and
         every rule is there: this only ever accepts what it accepted before)."""
         binds, source = self.ctx.binds, self.ctx.bind_counters
-        if binds is None or source is None or request.version != 3:
+        if binds is None or source is None:
+            return False
+        if self._settled_without_credentials(request) is not None:
             return False
         auth = request.auth
-        if isinstance(auth, SaslAuth) or not request.name or not auth.password:
-            return False
-        if self._tls_required(self.ctx.settings.require_tls_for_binds):
-            return False
+        assert isinstance(auth, SimpleAuth)
         name = self.ctx.dit.parse_entry_name(request.name, Kind.USER)
         if not name:
             return False
@@ -1264,8 +1276,14 @@ def _whole_key(
     recognised before it is decoded); only requests built without their bytes
     need the decoded form and the effective limit."""
     if body:
-        return (asking.asker, body, asking.size_limit)
+        return _bytes_key(asking, body)
     return (asking.asker, asked(), size_limit)
+
+
+def _bytes_key(asking: _Asking, body: bytes) -> Hashable:
+    """The cache key of a search without paging known by its request's bytes (the
+    request carries its own size limit; the account's is added)."""
+    return (asking.asker, body, asking.size_limit)
 
 
 def _keep(
